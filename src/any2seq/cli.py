@@ -1,0 +1,183 @@
+"""The command line: ``any2seq train | translate | evaluate | average``."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .errors import UserError
+
+EXAMPLES = {
+    "train": """examples:
+  any2seq train configs/multi30k_de_en_transformer.yaml
+  any2seq train configs/demo.yaml --set train.lr=3e-4 --set train.max_minutes=5 --out runs/try
+  any2seq train configs/demo.yaml --out runs/demo --resume
+  torchrun --nproc_per_node 2 -m any2seq train configs/demo.yaml --out runs/ddp""",
+    "translate": """examples:
+  echo "Ein Hund läuft über die Wiese." | any2seq translate --model runs/demo
+  any2seq translate --model runs/demo --beam 5 --n-best 3 < input.de
+  any2seq translate --model runs/demo --sample --temperature 0.8 --top-p 0.9 < input.de""",
+    "evaluate": """examples:
+  any2seq evaluate --model runs/demo --src data/multi30k/test_2016_flickr.de.gz --ref data/multi30k/test_2016_flickr.en.gz
+  any2seq evaluate --model runs/demo --src test.de --ref test.en --beam 5 --json""",
+    "average": """examples:
+  any2seq average runs/demo --last 5 --out runs/demo-avg""",
+}
+
+
+def _search_flags(p: argparse.ArgumentParser, beam_default=None) -> None:
+    p.add_argument("--model", required=True, type=Path, help="a model directory written by `any2seq train`")
+    p.add_argument("--beam", type=int, default=beam_default, help="beam size; 1 = greedy (default: the config's)")
+    p.add_argument("--length-penalty", type=float, default=None, help="rank by score / length**A")
+    p.add_argument("--max-len", type=int, default=256, help="cap on output tokens")
+    p.add_argument("--batch-tokens", type=int, default=None, help="source tokens per decoding batch")
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+
+
+def parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="any2seq", description="Encoder-decoder models: train, translate, evaluate.")
+    sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    fmt = argparse.RawDescriptionHelpFormatter
+
+    p = sub.add_parser("train", help="train a model from a YAML config", epilog=EXAMPLES["train"], formatter_class=fmt)
+    p.add_argument("config", type=Path, help="YAML config (see configs/)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value, e.g. --set train.lr=3e-4 (repeatable)")
+    p.add_argument("--out", type=Path, default=None, help="run directory (default: runs/<config name>)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    p = sub.add_parser("translate", help="translate lines from stdin to stdout", epilog=EXAMPLES["translate"],
+                       formatter_class=fmt)
+    _search_flags(p)
+    p.add_argument("--n-best", type=int, default=1, help="print the N best, tab-separated with their scores")
+    p.add_argument("--sample", action="store_true", help="sample instead of searching")
+    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--top-k", type=int, default=0, help="sample from the K most likely tokens (0 = all)")
+    p.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling: the smallest set with mass P")
+    p.add_argument("--seed", type=int, default=0, help="random seed for --sample")
+
+    p = sub.add_parser("evaluate", help="BLEU and chrF (sacreBLEU) of a model on a test set",
+                       epilog=EXAMPLES["evaluate"], formatter_class=fmt)
+    _search_flags(p)
+    p.add_argument("--src", required=True, type=Path, help="source sentences, one a line (.gz too)")
+    p.add_argument("--ref", required=True, type=Path, help="reference translations, aligned with --src")
+    p.add_argument("--lowercase", action="store_true", help="case-insensitive scores (the papers' setting)")
+    p.add_argument("--json", action="store_true", help='print {"bleu", "chrf", "signature"} as JSON')
+    p.add_argument("--hyps", type=Path, default=None, help="also write the translations to this file")
+
+    p = sub.add_parser("average", help="average the last N checkpoints into a new model directory",
+                       epilog=EXAMPLES["average"], formatter_class=fmt)
+    p.add_argument("run", type=Path, help="a run directory with checkpoints/")
+    p.add_argument("--last", type=int, default=5, help="how many of the newest checkpoints")
+    p.add_argument("--out", type=Path, required=True, help="the new model directory")
+    return ap
+
+
+def cmd_train(args) -> int:
+    from .config import load_config
+    from .runner import train
+
+    cfg = load_config(args.config, args.overrides)
+    out = args.out or Path("runs") / args.config.stem
+    train(cfg, out, resume=args.resume, progress=not args.no_progress)
+    return 0
+
+
+def _translator(args):
+    from .api import load
+
+    return load(args.model, args.device)
+
+
+def cmd_translate(args) -> int:
+    from .decoding import SearchOptions  # validate flags before loading the model
+
+    SearchOptions(beam=args.beam or 1, n_best=args.n_best, sample=args.sample, temperature=args.temperature,
+                  top_k=args.top_k, top_p=args.top_p, max_len=args.max_len)
+    translator = _translator(args)
+    lines = [line.rstrip("\n") for line in _stdin_lines()]
+    out = translator.translate(lines, beam=args.beam, n_best=args.n_best, length_penalty=args.length_penalty,
+                               sample=args.sample, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
+                               max_len=args.max_len, batch_tokens=args.batch_tokens, seed=args.seed,
+                               progress=sys.stderr.isatty())
+    for item in out:
+        print("\t".join(item) if isinstance(item, list) else item)
+    return 0
+
+
+def _stdin_lines() -> list[str]:
+    data = sys.stdin.buffer.read()
+    try:
+        return data.decode("utf-8").splitlines()
+    except UnicodeDecodeError as e:
+        line = data[: e.start].count(b"\n") + 1
+        raise UserError(f"<stdin>:{line}: not valid UTF-8") from None
+
+
+def cmd_evaluate(args) -> int:
+    from .data import check_parallel, read_lines
+    from .decoding import SearchOptions
+    from .fileio import atomic_write
+    from .metrics import bleu_chrf
+
+    SearchOptions(beam=args.beam or 1, max_len=args.max_len)
+    check_parallel(args.src, args.ref)
+    src, ref = list(read_lines(args.src)), list(read_lines(args.ref))
+    translator = _translator(args)
+    hyps = translator.translate(src, beam=args.beam, length_penalty=args.length_penalty, max_len=args.max_len,
+                                batch_tokens=args.batch_tokens, progress=True)
+    if args.hyps:
+        atomic_write(args.hyps, "".join(h + "\n" for h in hyps))
+    scores = bleu_chrf(hyps, ref, lowercase=args.lowercase)
+    if args.json:
+        print(json.dumps({k: scores[k] for k in ("bleu", "chrf", "signature")}))
+    else:
+        print(f"BLEU {scores['bleu']:.2f}  ({scores['signature']})")
+        print(f"chrF {scores['chrf']:.2f}  ({scores['chrf_signature']})")
+    return 0
+
+
+def cmd_average(args) -> int:
+    from .fileio import atomic_write
+    from .modeldir import read_card, write_card
+    from .train.checkpoint import average_checkpoints, checkpoint_dirs, save_tensors
+
+    if args.last < 1:
+        raise UserError(f"--last: must be at least 1, got {args.last}")
+    card = read_card(args.run)
+    ckpts = checkpoint_dirs(args.run)[-args.last:]
+    if not ckpts:
+        raise UserError(f"{args.run}: no checkpoints to average")
+    if args.out.resolve() == args.run.resolve():
+        raise UserError(f"--out: {args.out} is the run itself; choose a new directory")
+    averaged = average_checkpoints(ckpts)
+    args.out.mkdir(parents=True, exist_ok=True)
+    for name in ("config.yaml", "spm.model", "spm.src.model", "spm.tgt.model"):
+        if (args.run / name).is_file():
+            atomic_write(args.out / name, (args.run / name).read_bytes())
+    save_tensors(args.out / "model.safetensors", averaged)
+    write_card(args.out, {**{k: v for k, v in card.items() if k not in ("format_version", "any2seq_version")},
+                          "averaged": [c.name for c in ckpts]})
+    print(f"averaged {len(ckpts)} checkpoints ({ckpts[0].name} .. {ckpts[-1].name}) -> {args.out}", file=sys.stderr)
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "translate": cmd_translate, "evaluate": cmd_evaluate, "average": cmd_average}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except UserError as e:
+        print(f"any2seq {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"any2seq {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

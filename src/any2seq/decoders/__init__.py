@@ -1,0 +1,1 @@
+"""Decoders: tokens (RNN with optional attention, Transformer)."""

@@ -1,0 +1,84 @@
+"""RNN/GRU/LSTM decoders, plain (Sutskever et al., 2014; Cho et al., 2014) or with attention:
+additive (Bahdanau et al., 2015), fed back into the recurrence step by step, or multiplicative
+(Luong et al., 2015) on top of the recurrence, which runs over a whole sequence at once."""
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from ..interfaces import Decoder, as_memory
+from ..nn.attention import AdditiveAttention, MultiplicativeAttention
+
+RNN_CELLS = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
+
+
+class RNNDecoder(Decoder):
+    """State: {"hidden" (B, L, H) [, "cell" (B, L, H)], "memory" (B, S, Dm), "mask" (B, S),
+    "keys" (B, S, *) the attention's projection of the memory}."""
+
+    def __init__(self, vocab: int, cell: str, embed: int, hidden: int, layers: int, dropout: float,
+                 memory_dim: int, attention: str = "bahdanau"):
+        super().__init__()
+        self.cell, self.attention_kind = cell, attention
+        self.embed = nn.Embedding(vocab, embed, padding_idx=0)
+        self.drop = nn.Dropout(dropout)
+        self.bridge = nn.Linear(memory_dim, layers * hidden)  # memory summary -> initial hidden
+        feed = memory_dim if attention == "bahdanau" else 0  # Bahdanau feeds the context back in
+        self.rnn = RNN_CELLS[cell](embed + feed, hidden, layers, batch_first=True,
+                                   dropout=dropout if layers > 1 else 0.0)
+        if attention == "bahdanau":
+            self.attention = AdditiveAttention(hidden, memory_dim, hidden)
+        elif attention in ("dot", "general"):
+            self.attention = MultiplicativeAttention(hidden, memory_dim, general=attention == "general")
+        else:
+            self.attention = None
+        out_in = hidden + (memory_dim if self.attention is not None else 0)
+        self.pre_output = nn.Linear(out_in, embed)
+        self.proj = nn.Linear(embed, vocab, bias=False)
+
+    def init_state(self, enc_outputs, *args):
+        memory = as_memory(enc_outputs, *args)
+        m = memory.mask.unsqueeze(-1).to(memory.states.dtype)
+        summary = (memory.states * m).sum(1) / m.sum(1).clamp(min=1)  # (B, Dm) masked mean
+        L, H = self.rnn.num_layers, self.rnn.hidden_size
+        state = {"hidden": torch.tanh(self.bridge(summary)).view(-1, L, H),
+                 "memory": memory.states, "mask": memory.mask}
+        if self.cell == "lstm":
+            state["cell"] = torch.zeros_like(state["hidden"])
+        if self.attention is not None:
+            state["keys"] = self.attention.keys(memory.states)
+        return state
+
+    def forward(self, X: Tensor, state):
+        """X (B, T) token ids -> logits (B, T, V) and the state after the last of them."""
+        x = self.drop(self.embed(X))  # (B, T, E)
+        if self.attention_kind == "bahdanau":
+            out, context, rec = self._additive(x, state)
+        else:
+            out, rec = self.rnn(x, self._recurrent(state))
+            context = None
+            if self.attention is not None:
+                context, _ = self.attention(out, state["keys"], state["memory"], state["mask"])
+        feats = out if context is None else torch.cat([out, context], dim=-1)
+        logits = self.proj(self.drop(torch.tanh(self.pre_output(feats))))
+        return logits, {**state, **self._unpack(rec)}
+
+    def _additive(self, x: Tensor, state):
+        """Bahdanau: the context for step t is computed from the hidden state before it."""
+        rec, outs, contexts = self._recurrent(state), [], []
+        for t in range(x.size(1)):
+            h = rec[0] if isinstance(rec, tuple) else rec
+            context, _ = self.attention(h[-1][:, None], state["keys"], state["memory"], state["mask"])
+            out, rec = self.rnn(torch.cat([x[:, t: t + 1], context], dim=-1), rec)
+            outs.append(out)
+            contexts.append(context)
+        return torch.cat(outs, 1), torch.cat(contexts, 1), rec
+
+    def _recurrent(self, state):
+        h = state["hidden"].transpose(0, 1).contiguous()  # (L, B, H), as torch's RNNs want it
+        return (h, state["cell"].transpose(0, 1).contiguous()) if self.cell == "lstm" else h
+
+    def _unpack(self, rec):
+        if self.cell == "lstm":
+            return {"hidden": rec[0].transpose(0, 1), "cell": rec[1].transpose(0, 1)}
+        return {"hidden": rec.transpose(0, 1)}

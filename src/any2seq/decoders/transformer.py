@@ -1,0 +1,41 @@
+"""Pre-LN Transformer decoder (Vaswani et al., 2017) with a KV cache for incremental decoding."""
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from ..interfaces import Decoder, as_memory
+from ..nn.embedding import PositionalEmbedding
+from ..nn.transformer import DecoderLayer
+
+
+class TransformerDecoder(Decoder):
+    """State: {"memory_mask" (B, S), "cross": per layer (k, v) of the memory, "self": per layer
+    (k, v) of the tokens so far, each (B, H, t, D/H)}."""
+
+    def __init__(self, vocab: int, d_model: int, layers: int, heads: int, ff: int, dropout: float,
+                 memory_dim: int, positions: str = "sinusoidal", max_positions: int = 1024):
+        super().__init__()
+        self.embed = PositionalEmbedding(vocab, d_model, dropout, positions, max_positions)
+        self.layers = nn.ModuleList(DecoderLayer(d_model, heads, ff, dropout, memory_dim) for _ in range(layers))
+        self.norm = nn.LayerNorm(d_model)
+        self.proj = nn.Linear(d_model, vocab, bias=False)
+
+    def init_state(self, enc_outputs, *args):
+        memory = as_memory(enc_outputs, *args)
+        B, H = memory.states.size(0), self.layers[0].self_attn.heads
+        empty = memory.states.new_zeros(B, H, 0, self.proj.in_features // H)
+        return {
+            "memory_mask": memory.mask,
+            "cross": [layer.cross_attn.project(memory.states) for layer in self.layers],
+            "self": [(empty, empty) for _ in self.layers],
+        }
+
+    def forward(self, X: Tensor, state):
+        """X (B, T) token ids continuing the tokens in ``state`` -> logits (B, T, V), new state."""
+        offset = state["self"][0][0].size(2)
+        x = self.embed(X, offset)
+        caches = []
+        for layer, cross_kv, cache in zip(self.layers, state["cross"], state["self"]):
+            x, cache = layer(x, cross_kv, state["memory_mask"], cache)
+            caches.append(cache)
+        return self.proj(self.norm(x)), {**state, "self": caches}

@@ -1,0 +1,83 @@
+"""Decoding a list of token sequences in length-sorted batches, in input order, with any search."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from .errors import UserError
+from .interfaces import PAD_ID
+from .search import Hypothesis, beam_search, compose, greedy, sample, temperature, top_k, top_p
+
+
+@dataclass(frozen=True)
+class SearchOptions:
+    """How to decode: greedy (beam 1), beam search, or sampling; validated on construction."""
+
+    beam: int = 5
+    n_best: int = 1
+    length_penalty: float = 1.0
+    sample: bool = False
+    temperature: float = 1.0
+    top_k: int = 0  # 0 = no top-k filter
+    top_p: float = 1.0
+    max_len: int = 256  # hard cap on output tokens
+    max_len_a: float = 1.5  # per-sentence limit: a * source length + b
+    max_len_b: int = 10
+    seed: int = 0
+
+    def __post_init__(self):
+        checks = [(self.beam >= 1, "--beam", f"must be at least 1, got {self.beam}"),
+                  (self.n_best >= 1, "--n-best", f"must be at least 1, got {self.n_best}"),
+                  (self.sample or self.n_best <= self.beam, "--n-best", f"{self.n_best} is more than --beam {self.beam}"),
+                  (self.temperature > 0, "--temperature", f"must be positive, got {self.temperature}"),
+                  (self.top_k >= 0, "--top-k", f"must not be negative, got {self.top_k}"),
+                  (0 < self.top_p <= 1, "--top-p", f"must be in (0, 1], got {self.top_p}"),
+                  (self.max_len >= 1, "--max-len", f"must be at least 1, got {self.max_len}")]
+        for ok, flag, message in checks:
+            if not ok:
+                raise UserError(f"{flag}: {message}")
+
+
+def _search(model, src: torch.Tensor, lengths: torch.Tensor, opts: SearchOptions, generator):
+    state = model.encode(src, lengths)
+    limits = (lengths.float() * opts.max_len_a + opts.max_len_b).long().clamp(1, opts.max_len)
+    B, bos, eos = src.size(0), model.bos, model.eos
+    if opts.sample:
+        filters = [temperature(opts.temperature)]
+        filters += [top_k(opts.top_k)] if opts.top_k else []
+        filters += [top_p(opts.top_p)] if opts.top_p < 1 else []
+        return sample(model.step, state, B, bos, eos, limits, compose(*filters), generator, n=opts.n_best)
+    if opts.beam == 1:
+        return greedy(model.step, state, B, bos, eos, limits)
+    return beam_search(model.step, state, B, bos, eos, limits, opts.beam, opts.length_penalty, opts.n_best)
+
+
+@torch.inference_mode()
+def decode_ids(model, sources: list[list[int]], opts: SearchOptions, batch_tokens: int = 6000,
+               device: torch.device | str = "cpu", progress: bool = False) -> list[list[Hypothesis]]:
+    """Hypotheses (n-best lists) for each source, in input order; empty sources give empty output."""
+    model.eval()
+    lengths = np.array([len(s) for s in sources])
+    order = np.argsort(-lengths, kind="stable")  # longest first: the first batch shows memory use
+    results: list[list[Hypothesis]] = [[Hypothesis([], 0.0, 0.0)] for _ in sources]
+    generator = torch.Generator(device=device).manual_seed(opts.seed) if opts.sample else None
+    todo = [i for i in order if lengths[i] > 0]
+    bar = tqdm(total=len(todo), unit="sent", disable=not progress, leave=False, dynamic_ncols=True)
+    start = 0
+    while start < len(todo):
+        width = int(lengths[todo[start]])
+        rows = max(1, batch_tokens // max(width * max(opts.beam, opts.n_best), 1))
+        chunk = todo[start: start + rows]
+        src = torch.full((len(chunk), width), PAD_ID, dtype=torch.long)
+        for r, i in enumerate(chunk):
+            src[r, : lengths[i]] = torch.as_tensor(sources[i])
+        hyps = _search(model, src.to(device), torch.as_tensor(lengths[chunk]).to(device), opts, generator)
+        for i, h in zip(chunk, hyps):
+            results[i] = h
+        bar.update(len(chunk))
+        start += len(chunk)
+    bar.close()
+    return results

@@ -1,0 +1,52 @@
+"""Text encoders: a pre-LN Transformer stack (Vaswani et al., 2017) and RNN/GRU/LSTM stacks."""
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from ..interfaces import Encoder, Memory, lengths_to_mask
+from ..nn.embedding import PositionalEmbedding
+from ..nn.transformer import EncoderLayer
+
+RNN_CELLS = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
+
+
+class TransformerEncoder(Encoder):
+    def __init__(self, vocab: int, d_model: int, layers: int, heads: int, ff: int, dropout: float,
+                 positions: str = "sinusoidal", max_positions: int = 1024):
+        super().__init__()
+        self.embed = PositionalEmbedding(vocab, d_model, dropout, positions, max_positions)
+        self.layers = nn.ModuleList(EncoderLayer(d_model, heads, ff, dropout) for _ in range(layers))
+        self.norm = nn.LayerNorm(d_model)
+        self.out_dim = d_model
+
+    def forward(self, src: Tensor, src_lengths: Tensor) -> Memory:  # (B, S), (B,)
+        mask = lengths_to_mask(src_lengths, src.size(1))
+        x = self.embed(src)
+        for layer in self.layers:
+            x = layer(x, mask)
+        return Memory(self.norm(x), mask)  # (B, S, D)
+
+
+class RNNEncoder(Encoder):
+    """Embedding + (bi)directional RNN stack; padding is packed away so it never changes a result."""
+
+    def __init__(self, vocab: int, cell: str, embed: int, hidden: int, layers: int,
+                 bidirectional: bool, dropout: float):
+        super().__init__()
+        self.embed = nn.Embedding(vocab, embed, padding_idx=0)
+        self.drop = nn.Dropout(dropout)
+        self.rnn = RNN_CELLS[cell](embed, hidden, layers, batch_first=True, bidirectional=bidirectional,
+                                   dropout=dropout if layers > 1 else 0.0)
+        self.out_dim = hidden * (2 if bidirectional else 1)
+
+    def forward(self, src: Tensor, src_lengths: Tensor) -> Memory:
+        x = self.drop(self.embed(src))  # (B, S, E)
+        packed = pack_padded_sequence(x, src_lengths.cpu(), batch_first=True, enforce_sorted=False)
+        out, hidden = self.rnn(packed)
+        out, _ = pad_packed_sequence(out, batch_first=True, total_length=src.size(1))
+        h = hidden[0] if isinstance(hidden, tuple) else hidden  # (layers * dirs, B, H)
+        dirs = 2 if self.rnn.bidirectional else 1
+        final = torch.cat(list(h[-dirs:]), dim=-1)  # (B, dirs * H): the top layer
+        return Memory(self.drop(out), lengths_to_mask(src_lengths, src.size(1)), final)

@@ -1,0 +1,139 @@
+"""The encoder-decoder interfaces (d2l, "Encoder-Decoder Architecture"), read this file first.
+
+Shape letters used in comments throughout any2seq:
+    B batch, S source length, T target length, D model width, V vocabulary, H heads, K beam.
+
+Conventions:
+    * Everything is batch-first.
+    * Masks are boolean and True means "a real position that may be attended to"; they are
+      built from the inputs (lengths, causal position), never from ``self.training``.
+    * ``*args`` after the inputs carries the source lengths (B,), as in d2l's ``enc_valid_lens``.
+    * Decoder state is a value: ``init_state`` returns one, ``forward`` returns a new one, and
+      nothing is cached on ``self``. A state is a tree of dicts, lists and tuples whose tensor
+      leaves all have the batch on dimension 0, so ``reorder_state`` serves every decoder.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, is_dataclass, replace
+from typing import Any, Callable, Optional
+
+import torch
+from torch import Tensor, nn
+
+PAD_ID, BOS_ID, EOS_ID = 0, 1, 2  # special token ids shared by every tokenizer and token decoder
+
+State = Any  # a tree (dict / list / tuple / dataclass) of tensors with the batch on dim 0
+
+
+@dataclass(frozen=True)
+class Memory:
+    """What an encoder hands the decoder."""
+
+    states: Tensor  # (B, S, D) one vector per source position
+    mask: Tensor  # (B, S) bool, True at real positions
+    final: Optional[Tensor] = None  # (B, D) optional summary (e.g. an RNN's last state)
+
+
+class Encoder(nn.Module):
+    """The base encoder interface of the encoder-decoder architecture."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+
+    def forward(self, X, *args):
+        raise NotImplementedError
+
+
+class Decoder(nn.Module):
+    """The base decoder interface: ``init_state`` from the encoder's outputs, then ``forward``.
+
+    ``forward(X, state)`` returns ``(output, new_state)``; feeding a sequence in one call or
+    token by token through the returned states gives the same outputs.
+    """
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+
+    def init_state(self, enc_outputs, *args):
+        raise NotImplementedError
+
+    def forward(self, X, state):
+        raise NotImplementedError
+
+
+class EncoderDecoder(nn.Module):
+    """The base class for the encoder-decoder architecture."""
+
+    def __init__(self, encoder, decoder, **kwargs):
+        super().__init__(**kwargs)
+        self.encoder = encoder
+        self.decoder = decoder
+
+    def forward(self, enc_X, dec_X, *args):
+        enc_outputs = self.encoder(enc_X, *args)
+        dec_state = self.decoder.init_state(enc_outputs, *args)
+        return self.decoder(dec_X, dec_state)
+
+
+Step = Callable[[Tensor, State], "tuple[Tensor, State]"]
+"""``step(tokens (B,), state) -> (log_probs (B, V), state)``: all that search ever sees."""
+
+
+def lengths_to_mask(lengths: Tensor, max_len: Optional[int] = None) -> Tensor:
+    """(B,) lengths -> (B, L) bool mask, True at real positions."""
+    max_len = int(lengths.max()) if max_len is None else max_len
+    return torch.arange(max_len, device=lengths.device)[None, :] < lengths[:, None]
+
+
+def as_memory(enc_outputs, lengths: Optional[Tensor] = None) -> Memory:
+    """Accept what any encoder returns: a ``Memory``, a (B, S, D) tensor, or ``(outputs, hidden)``.
+
+    A user's own seed-style encoder can therefore return plain batch-first tensors.
+    """
+    if isinstance(enc_outputs, Memory):
+        return enc_outputs
+    final = None
+    if isinstance(enc_outputs, (tuple, list)):
+        enc_outputs, final = enc_outputs[0], enc_outputs[1]
+        if isinstance(final, (tuple, list)):  # an LSTM's (h, c): keep h
+            final = final[0]
+        if final is not None and final.dim() == 3:  # (layers, B, D): keep the top layer
+            final = final[-1]
+    if not isinstance(enc_outputs, Tensor) or enc_outputs.dim() != 3:
+        raise TypeError("an encoder must return a Memory, a (B, S, D) tensor or (outputs, hidden)")
+    B, S, _ = enc_outputs.shape
+    if lengths is None:
+        mask = torch.ones(B, S, dtype=torch.bool, device=enc_outputs.device)
+    else:
+        mask = lengths_to_mask(lengths.to(enc_outputs.device), S)
+    return Memory(enc_outputs, mask, final)
+
+
+def map_state(fn: Callable[[Tensor], Tensor], state: State) -> State:
+    """Apply ``fn`` to every tensor leaf of a state tree; other leaves pass through."""
+    if isinstance(state, Tensor):
+        return fn(state)
+    if isinstance(state, dict):
+        return {k: map_state(fn, v) for k, v in state.items()}
+    if isinstance(state, (list, tuple)):
+        return type(state)(map_state(fn, v) for v in state)
+    if is_dataclass(state) and not isinstance(state, type):
+        return replace(state, **{f.name: map_state(fn, getattr(state, f.name)) for f in fields(state)})
+    return state
+
+
+def reorder_state(state: State, index: Tensor) -> State:
+    """Select batch rows ``index`` (shape (B',)) from every tensor in ``state``.
+
+    Beam search uses it to expand a batch into beams, follow back-pointers and drop finished
+    sentences; no decoder needs a reorder method of its own.
+    """
+    return map_state(lambda t: t.index_select(0, index), state)
+
+
+def shift_right(tgt: Tensor, bos: int) -> Tensor:
+    """The label-shift contract, in one place: the decoder reads ``<bos> y[:-1]`` and predicts ``y``.
+
+    ``tgt`` (B, T) holds ``y`` (ending in ``<eos>``, then padding); returns the decoder input (B, T).
+    """
+    return torch.cat([tgt.new_full((tgt.size(0), 1), bos), tgt[:, :-1]], dim=1)

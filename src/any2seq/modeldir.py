@@ -1,0 +1,75 @@
+"""A model directory: what ``any2seq train`` writes and ``any2seq.load`` reads.
+
+    config.yaml         the resolved config          model.safetensors   the best weights
+    model.json          the model card (format, metrics, data)
+    spm.model           the sentencepiece model(s) (spm.src.model + spm.tgt.model if not joint)
+    checkpoints/        step_*/ with model, optimiser and trainer state, for --resume and averaging
+    metrics.jsonl       training log;  curves.png  its plot
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from . import __version__
+from .config import Config, config_from_dict, config_to_dict, dump_config
+from .errors import UserError
+from .fileio import atomic_write
+from .models import Seq2Seq, build_model
+from .train.checkpoint import FORMAT_VERSION, load_weights, read_json, write_json
+from .translation import Tokenizers
+
+LIMIT_KEYS = {"train.max_steps", "train.max_minutes", "train.max_epochs", "train.patience",
+              "train.valid_every", "train.log_every", "train.keep_last", "train.threads"}
+
+
+def write_config(run_dir: Path, cfg: Config) -> None:
+    atomic_write(Path(run_dir) / "config.yaml", dump_config(cfg))
+
+
+def read_config(run_dir: Path) -> Config:
+    path = Path(run_dir) / "config.yaml"
+    if not path.is_file():
+        raise UserError(f"{path}: missing; is {run_dir} a model directory written by `any2seq train`?")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
+        raise UserError(f"{path}: not a readable config ({e.__class__.__name__})") from None
+    return config_from_dict(raw if isinstance(raw, dict) else {}, source=str(path))
+
+
+def config_changes(old: Config, new: Config) -> list[str]:
+    """Dotted keys whose values differ, apart from the limits a resumed run may change."""
+    def flat(d, prefix=""):
+        for k, v in d.items():
+            yield from flat(v, f"{prefix}{k}.") if isinstance(v, dict) else [(f"{prefix}{k}", v)]
+    a, b = dict(flat(config_to_dict(old))), dict(flat(config_to_dict(new)))
+    return sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k) and k not in LIMIT_KEYS
+                  and not k.startswith("decode."))
+
+
+def write_card(run_dir: Path, card: dict) -> None:
+    write_json(Path(run_dir) / "model.json", {"format_version": FORMAT_VERSION, "any2seq_version": __version__, **card})
+
+
+def read_card(run_dir: Path) -> dict:
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise UserError(f"{run_dir}: no such model directory")
+    card = read_json(run_dir / "model.json")
+    if card.get("format_version") != FORMAT_VERSION:
+        raise UserError(f"{run_dir / 'model.json'}: written by any2seq {card.get('any2seq_version', '?')} in format "
+                        f"{card.get('format_version')}; this any2seq ({__version__}) reads format {FORMAT_VERSION}")
+    return card
+
+
+def load_model(run_dir: Path, device="cpu") -> tuple[Seq2Seq, Tokenizers, Config, dict]:
+    """Model (best weights, eval mode), tokenizers, config and model card from a model directory."""
+    run_dir = Path(run_dir)
+    card = read_card(run_dir)
+    cfg = read_config(run_dir)
+    toks = Tokenizers.load(run_dir)
+    model = build_model(cfg.model, toks.src.vocab_size, toks.tgt.vocab_size)
+    load_weights(model, run_dir / "model.safetensors")
+    return model.to(device).eval(), toks, cfg, card

@@ -1,0 +1,1 @@
+"""Shared building blocks: attention, embeddings with positions, Transformer layers."""

@@ -1,0 +1,131 @@
+"""Attention: multi-head scaled dot-product (Vaswani et al., 2017) with a KV cache, additive
+(Bahdanau et al., 2015) and multiplicative (Luong et al., 2015)."""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+def split_heads(x: Tensor, heads: int) -> Tensor:
+    B, T, D = x.shape  # (B, T, D) -> (B, H, T, D/H)
+    return x.view(B, T, heads, D // heads).transpose(1, 2)
+
+
+def merge_heads(x: Tensor) -> Tensor:
+    B, H, T, Dh = x.shape  # (B, H, T, D/H) -> (B, T, D)
+    return x.transpose(1, 2).reshape(B, T, H * Dh)
+
+
+def attend(q: Tensor, k: Tensor, v: Tensor, mask: Optional[Tensor] = None, is_causal: bool = False) -> Tensor:
+    """Fused scaled dot-product attention, (B, H, T, D/H) -> (B, H, T, D/H).
+
+    Under CPU bf16 autocast the kernel runs in float32: its bf16 backward is several times slower
+    there, while the projections around it keep the bf16 speed-up.
+    """
+    if q.device.type == "cpu" and q.dtype == torch.bfloat16:
+        with torch.autocast("cpu", enabled=False):
+            y = F.scaled_dot_product_attention(q.float(), k.float(), v.float(), attn_mask=mask, is_causal=is_causal)
+        return y.to(torch.bfloat16)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal)
+
+
+def causal_mask(T: int, offset: int, device) -> Tensor:
+    """(T, offset + T) bool: query i (at position offset + i) may see keys 0..offset + i."""
+    q = torch.arange(T, device=device)[:, None] + offset
+    return torch.arange(offset + T, device=device)[None, :] <= q
+
+
+class SelfAttention(nn.Module):
+    """Multi-head self-attention; with ``cache`` (k, v) it continues a sequence incrementally."""
+
+    def __init__(self, d_model: int, heads: int):
+        super().__init__()
+        self.heads = heads
+        self.qkv = nn.Linear(d_model, 3 * d_model)
+        self.out = nn.Linear(d_model, d_model)
+
+    def forward(self, x: Tensor, key_mask: Optional[Tensor] = None, causal: bool = False,
+                cache: Optional[tuple[Tensor, Tensor]] = None):
+        """x (B, T, D); key_mask (B, S) for non-causal use. Returns (B, T, D) and the new (k, v)."""
+        q, k, v = (split_heads(t, self.heads) for t in self.qkv(x).chunk(3, dim=-1))
+        offset = 0
+        if cache is not None and cache[0].size(2) > 0:
+            offset = cache[0].size(2)
+            k, v = torch.cat([cache[0], k], dim=2), torch.cat([cache[1], v], dim=2)
+        mask, is_causal = None, False
+        if causal and x.size(1) > 1:
+            if offset == 0:
+                is_causal = True
+            else:
+                mask = causal_mask(x.size(1), offset, x.device)
+        elif key_mask is not None:
+            mask = key_mask[:, None, None, :]  # (B, 1, 1, S)
+        y = attend(q, k, v, mask, is_causal)
+        return self.out(merge_heads(y)), (k, v)
+
+
+class CrossAttention(nn.Module):
+    """Multi-head attention over the encoder memory; keys and values are projected once."""
+
+    def __init__(self, d_model: int, heads: int, memory_dim: int):
+        super().__init__()
+        self.heads = heads
+        self.q = nn.Linear(d_model, d_model)
+        self.kv = nn.Linear(memory_dim, 2 * d_model)
+        self.out = nn.Linear(d_model, d_model)
+
+    def project(self, memory: Tensor) -> tuple[Tensor, Tensor]:
+        """(B, S, Dm) -> keys and values, each (B, H, S, D/H); computed once per source."""
+        k, v = self.kv(memory).chunk(2, dim=-1)
+        return split_heads(k, self.heads), split_heads(v, self.heads)
+
+    def forward(self, x: Tensor, kv: tuple[Tensor, Tensor], memory_mask: Tensor) -> Tensor:
+        q = split_heads(self.q(x), self.heads)
+        y = attend(q, kv[0], kv[1], memory_mask[:, None, None, :])
+        return self.out(merge_heads(y))
+
+    def weights(self, x: Tensor, kv: tuple[Tensor, Tensor], memory_mask: Tensor) -> Tensor:
+        """The attention probabilities (B, H, T, S), for plots; the fused kernel does not expose them."""
+        q = split_heads(self.q(x), self.heads)
+        scores = q @ kv[0].transpose(-1, -2) / q.size(-1) ** 0.5
+        return scores.masked_fill(~memory_mask[:, None, None, :], float("-inf")).softmax(-1)
+
+
+class AdditiveAttention(nn.Module):
+    """Bahdanau attention: score(q, k) = v . tanh(W_q q + W_k k)."""
+
+    def __init__(self, query_dim: int, key_dim: int, hidden: int):
+        super().__init__()
+        self.w_q = nn.Linear(query_dim, hidden, bias=False)
+        self.w_k = nn.Linear(key_dim, hidden, bias=False)
+        self.v = nn.Linear(hidden, 1, bias=False)
+
+    def keys(self, memory: Tensor) -> Tensor:
+        return self.w_k(memory)  # (B, S, hidden), computed once per source
+
+    def forward(self, query: Tensor, keys: Tensor, memory: Tensor, mask: Tensor):
+        """query (B, T, Dq) -> context (B, T, Dm) and weights (B, T, S)."""
+        scores = self.v(torch.tanh(self.w_q(query)[:, :, None, :] + keys[:, None, :, :])).squeeze(-1)
+        weights = scores.masked_fill(~mask[:, None, :], float("-inf")).softmax(-1)
+        return weights @ memory, weights
+
+
+class MultiplicativeAttention(nn.Module):
+    """Luong attention, ``dot`` (score = q . k) or ``general`` (score = q . W k)."""
+
+    def __init__(self, query_dim: int, key_dim: int, general: bool):
+        super().__init__()
+        if not general and query_dim != key_dim:
+            raise ValueError(f"dot attention needs equal sizes (query {query_dim}, memory {key_dim}); use general")
+        self.w_k = nn.Linear(key_dim, query_dim, bias=False) if general else nn.Identity()
+
+    def keys(self, memory: Tensor) -> Tensor:
+        return self.w_k(memory)  # (B, S, Dq)
+
+    def forward(self, query: Tensor, keys: Tensor, memory: Tensor, mask: Tensor):
+        scores = query @ keys.transpose(1, 2)  # (B, T, S)
+        weights = scores.masked_fill(~mask[:, None, :], float("-inf")).softmax(-1)
+        return weights @ memory, weights

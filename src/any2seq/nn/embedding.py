@@ -1,0 +1,44 @@
+"""Token embeddings with sinusoidal (Vaswani et al., 2017) or learned positions."""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+
+def sinusoids(length: int, dim: int) -> Tensor:
+    pos = torch.arange(length, dtype=torch.float32)[:, None]
+    freq = torch.exp(torch.arange(0, dim, 2, dtype=torch.float32) * (-math.log(10000.0) / dim))
+    table = torch.zeros(length, dim)
+    table[:, 0::2], table[:, 1::2] = torch.sin(pos * freq), torch.cos(pos * freq[: dim // 2])
+    return table  # (L, D)
+
+
+class PositionalEmbedding(nn.Module):
+    """ids (B, T) -> vectors (B, T, D): scaled token embedding + position, then dropout."""
+
+    def __init__(self, vocab: int, dim: int, dropout: float, positions: str = "sinusoidal",
+                 max_positions: int = 1024, pad: int = 0):
+        super().__init__()
+        self.tokens = nn.Embedding(vocab, dim, padding_idx=pad)
+        nn.init.normal_(self.tokens.weight, std=dim ** -0.5)
+        nn.init.zeros_(self.tokens.weight[pad])
+        self.scale = math.sqrt(dim)
+        self.learned = positions == "learned"
+        if self.learned:
+            self.positions = nn.Embedding(max_positions, dim)
+            nn.init.normal_(self.positions.weight, std=dim ** -0.5)
+        else:
+            self.register_buffer("table", sinusoids(max_positions, dim), persistent=False)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, ids: Tensor, offset: int = 0) -> Tensor:
+        T = ids.size(1)
+        if self.learned:
+            pos = self.positions.weight[offset: offset + T]
+        else:
+            if offset + T > self.table.size(0):
+                self.table = sinusoids(2 * (offset + T), self.table.size(1)).to(self.table.device)
+            pos = self.table[offset: offset + T]
+        return self.dropout(self.tokens(ids) * self.scale + pos)

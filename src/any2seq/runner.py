@@ -1,0 +1,105 @@
+"""``any2seq train``: config -> run directory -> tokenizers, data, model -> the training loop."""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import torch
+
+from .config import Config
+from .errors import UserError
+from .modeldir import config_changes, read_config, write_card, write_config
+from .models import build_model, count_parameters
+from .train.checkpoint import checkpoint_dirs, clean_partial, load_checkpoint, save_tensors, unique_tensors
+from .train.distributed import Dist, barrier, init_distributed, shutdown
+from .train.loop import TrainerState, fit
+from .train.optim import make_optimizer
+from .translation import make_validate, prepare_tokenizers, training_batches
+
+
+def prepare_run_dir(out: Path, cfg: Config, resume: bool) -> None:
+    """Create or check the run directory; never overwrite a run that is there already."""
+    has_run = (out / "config.yaml").is_file() or bool(checkpoint_dirs(out))
+    if resume:
+        if not checkpoint_dirs(out):
+            raise UserError(f"{out}: nothing to resume (no checkpoints); drop --resume to start a new run")
+        changed = config_changes(read_config(out), cfg)
+        if changed:
+            raise UserError(f"{out / 'config.yaml'}: --resume with a different config ({', '.join(changed[:5])}); "
+                            "resume with the same config or train into a new --out")
+        return
+    if has_run:
+        raise UserError(f"{out}: already holds a run; continue it with --resume or choose another --out")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise UserError(f"{out}: output directory is not writable ({e.strerror})") from None
+
+
+def train(cfg: Config, out: Path, resume: bool = False, progress: bool = True) -> dict:
+    """Train a model as ``cfg`` describes into ``out``; returns the final trainer state as a dict."""
+    out = Path(out)
+    dist = init_distributed()
+    try:
+        return _train(cfg, out, resume, progress, dist)
+    finally:
+        shutdown(dist)
+
+
+def _train(cfg: Config, out: Path, resume: bool, progress: bool, dist: Dist) -> dict:
+    threads = cfg.train.threads or max(1, (os.cpu_count() or 1) // dist.world)
+    torch.set_num_threads(threads)
+    if dist.main:
+        prepare_run_dir(out, cfg, resume)
+        clean_partial(out)
+        write_config(out, cfg)
+    barrier(dist)
+    toks = prepare_tokenizers(cfg, out) if dist.main else None
+    barrier(dist)
+    toks = toks or prepare_tokenizers(cfg, out)  # the other ranks read what rank 0 wrote
+    torch.manual_seed(cfg.train.seed)
+    model = build_model(cfg.model, toks.src.vocab_size, toks.tgt.vocab_size, cfg.train.label_smoothing)
+    model.to(dist.device)
+    optimizer = make_optimizer(model, cfg.train)
+    state = TrainerState()
+    if resume:
+        trainer = load_checkpoint(checkpoint_dirs(out)[-1], model, optimizer)
+        state = TrainerState(**{k: v for k, v in trainer.items() if k in TrainerState.__dataclass_fields__})
+    batches = training_batches(cfg, toks, state.position)
+    validate = make_validate(model, toks, cfg, dist.device, cfg.train.valid_bleu) if dist.main else None
+    n_params = count_parameters(model)
+    card = {"task": cfg.task, "src_lang": cfg.data.src_lang, "tgt_lang": cfg.data.tgt_lang, "parameters": n_params,
+            "data": {"root": cfg.data.root, "train": cfg.data.train, "pairs": len(batches.kept)}}
+
+    def on_best(metrics: dict) -> None:
+        save_tensors(out / "model.safetensors", unique_tensors(model))
+        write_card(out, {**card, "step": state.step, "valid": metrics})
+
+    if dist.main:
+        print(f"any2seq: {n_params / 1e6:.1f}M parameters, {len(batches.kept)} training pairs, "
+              f"{threads} threads x {dist.world} process(es) -> {out}", file=sys.stderr)
+    d_model = getattr(cfg.model.decoder, "d_model", 512)
+    state, reason = fit(model, optimizer, batches, validate, on_best, out, cfg.train, dist, state, d_model, progress)
+    if dist.main:
+        _finish(out)
+        print(f"any2seq: stopped at step {state.step} ({reason}); best valid {cfg.train.metric} "
+              f"{state.best} at step {state.best_step}; model in {out}", file=sys.stderr)
+    if reason == "interrupted":
+        raise UserError(f"{out}: interrupted; saved step {state.step}, continue with --resume")
+    return {**state.__dict__, "reason": reason}
+
+
+def _finish(out: Path) -> None:
+    """Plot the training curves (matplotlib is optional at run time)."""
+    try:
+        from .plots import plot_curves
+    except ImportError:
+        return
+    plot_curves(out)
+
+
+__all__ = ["train", "prepare_run_dir"]

@@ -1,0 +1,132 @@
+"""Batched beam search over a step function, after fairseq's SequenceGenerator, read small.
+
+K beams per sentence run as one batch of (sentences x K) rows. An eos candidate is finalised
+only when it ranks among the step's top K candidates, as in fairseq (so beam size 1 is greedy);
+finished hypotheses are ranked by score / len**length_penalty, len counting the eos (the
+length penalty of Wu et al. 2016 in fairseq's simple form). Sentences whose n-best list can no
+longer change leave the batch through ``reorder_state``.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from any2seq.interfaces import State, Step, reorder_state
+from any2seq.search.greedy import Hypothesis, MaxLen, max_len_tensor, state_device
+
+NEG_INF = float("-inf")
+
+
+class Finished:
+    """The best ``beam`` finished hypotheses of every sentence, kept sorted best first."""
+
+    def __init__(self, batch_size: int, beam: int, width: int, length_penalty: float,
+                 device: torch.device):
+        self.norm = torch.full((batch_size, beam), NEG_INF, device=device)  # (B, K) rank by this
+        self.raw = torch.full((batch_size, beam), NEG_INF, device=device)  # (B, K) real log-prob
+        self.tokens = torch.zeros(batch_size, beam, width, dtype=torch.long, device=device)
+        self.lengths = torch.zeros(batch_size, beam, dtype=torch.long, device=device)  # ids held
+        self.length_penalty = length_penalty
+
+    def add(self, sent: Tensor, raw: Tensor, tokens: Tensor, length: int) -> None:
+        """Offer hypotheses of sentences ``sent`` (A,): scores ``raw`` (A, N), -inf for none,
+        ids ``tokens`` (A, N, t); ``length`` is what the penalty counts (ids, plus eos if any)."""
+        K, width, n_ids = self.norm.size(1), self.tokens.size(2), tokens.size(2)
+        norm = torch.cat([self.norm[sent], raw / max(length, 1) ** self.length_penalty], 1)
+        tokens = torch.cat([self.tokens[sent], F.pad(tokens, (0, width - n_ids))], 1)
+        new_lengths = torch.full(raw.shape, n_ids, dtype=torch.long, device=raw.device)
+        lengths = torch.cat([self.lengths[sent], new_lengths], 1)
+        raw = torch.cat([self.raw[sent], raw], 1)  # (A, K + N)
+        self.norm[sent], best = norm.topk(K, dim=1)
+        self.raw[sent] = raw.gather(1, best)
+        self.tokens[sent] = tokens.gather(1, best[:, :, None].expand(-1, -1, width))
+        self.lengths[sent] = lengths.gather(1, best)
+
+    def count(self, sent: Tensor) -> Tensor:
+        """(A,) how many finished hypotheses each of sentences ``sent`` holds."""
+        return self.norm[sent].isfinite().sum(1)
+
+    def hypotheses(self, n_best: int) -> list[list[Hypothesis]]:
+        """The ``n_best`` best of every sentence, best first (fewer if fewer exist)."""
+        columns = (self.norm[:, :n_best], self.raw[:, :n_best], self.tokens[:, :n_best],
+                   self.lengths[:, :n_best])
+        return [[Hypothesis(ids[:n], raw, norm)
+                 for norm, raw, ids, n in zip(*sentence) if norm > NEG_INF]
+                for sentence in zip(*(column.tolist() for column in columns))]
+
+
+def finalised_eos(cand: Tensor, eos: int) -> Tensor:
+    """(A, K) scores of the eos candidates of ``cand`` (A, K, V) among the top K, else -inf."""
+    A, K, V = cand.shape
+    top = cand.reshape(A, K * V).topk(K, dim=1)
+    is_eos = (top.indices % V == eos) & (top.values > NEG_INF)
+    chosen = torch.zeros(A, K, dtype=torch.long, device=cand.device)
+    chosen.scatter_add_(1, top.indices // V, is_eos.long())  # a beam has one eos candidate
+    return cand[:, :, eos].masked_fill(chosen == 0, NEG_INF)
+
+
+def best_continuations(cand: Tensor, eos: int) -> tuple[Tensor, Tensor, Tensor]:
+    """The K best non-eos candidates in ``cand`` (A, K, V): scores, source beams, tokens (A, K)."""
+    A, K, V = cand.shape
+    no_eos = cand.index_fill(2, torch.tensor([eos], device=cand.device), NEG_INF)
+    top = no_eos.reshape(A, K * V).topk(K, dim=1)
+    return top.values, top.indices // V, top.indices % V
+
+
+def is_done(finished: Finished, sent: Tensor, scores: Tensor, limits: Tensor, t: int,
+            n_best: int) -> Tensor:
+    """(A,) sentences to stop after step ``t``: at their limit, holding K finished hypotheses, or
+    whose n-best no live beam (``scores`` (A, K), t + 1 ids each) can still enter."""
+    lp = finished.length_penalty
+    # Log-probs are <= 0, so a live beam's final score is <= its score now (<= 0), and divided
+    # by len**lp it is largest at one end of the lengths it can still reach, t + 2 .. limit.
+    reach = torch.maximum(scores / (t + 2) ** lp, scores / limits[:, None].float() ** lp)
+    nth_best = finished.norm[sent, n_best - 1]  # -inf while fewer than n_best are finished
+    return ((limits == t + 1) | (finished.count(sent) >= scores.size(1))
+            | (nth_best >= reach.amax(1)))
+
+
+def beam_search(step: Step, state: State, batch_size: int, bos: int, eos: int, max_len: MaxLen,
+                beam: int = 5, length_penalty: float = 1.0,
+                n_best: int = 1) -> list[list[Hypothesis]]:
+    """The ``n_best`` best hypotheses of each sentence, best first, one list per sentence in order.
+
+    ``length_penalty`` 0 ranks by raw log-probability; larger values favour longer outputs.
+    Beams still alive at ``max_len`` are cut there and compete as hypotheses without eos.
+    """
+    if isinstance(beam, bool) or not isinstance(beam, int) or beam < 1:
+        raise ValueError(f"beam must be an integer >= 1, got {beam!r}")
+    if isinstance(n_best, bool) or not isinstance(n_best, int) or not 1 <= n_best <= beam:
+        raise ValueError(f"n_best must be an integer in 1..beam ({beam}), got {n_best!r}")
+    device = state_device(state)
+    limits = max_len_tensor(max_len, batch_size, device)
+    width = int(limits.max()) if batch_size else 0
+    finished = Finished(batch_size, beam, width, length_penalty, device)
+    empty = (limits == 0).nonzero().squeeze(1)  # nothing to decode: the empty hypothesis, score 0
+    finished.add(empty, torch.zeros(empty.numel(), 1, device=device),
+                 torch.zeros(empty.numel(), 1, 0, dtype=torch.long, device=device), 0)
+
+    sent = (limits > 0).nonzero().squeeze(1)  # (A,) the original sentence of each active one
+    state = reorder_state(state, sent.repeat_interleave(beam))  # (A*K, ...)
+    scores = torch.full((sent.numel(), beam), NEG_INF, device=device)  # (A, K)
+    scores[:, 0] = 0.0  # one live beam per sentence at first, so no hypothesis appears twice
+    history = torch.zeros(sent.numel(), beam, 0, dtype=torch.long, device=device)  # (A, K, t)
+    tokens = torch.full((sent.numel() * beam,), bos, dtype=torch.long, device=device)
+    for t in range(width):
+        if sent.numel() == 0:
+            break
+        log_probs, state = step(tokens, state)  # (A*K, V)
+        cand = scores[:, :, None] + log_probs.float().reshape(*scores.shape, -1)  # (A, K, V)
+        finished.add(sent, finalised_eos(cand, eos), history, t + 1)
+        scores, origin, tokens = best_continuations(cand, eos)  # (A, K) each
+        history = torch.cat([history.gather(1, origin[:, :, None].expand_as(history)),
+                             tokens[:, :, None]], 2)
+        at_limit = limits[sent] == t + 1
+        if at_limit.any():  # cut live beams: t + 1 ids, no eos
+            finished.add(sent, scores.masked_fill(~at_limit[:, None], NEG_INF), history, t + 1)
+        keep = (~is_done(finished, sent, scores, limits[sent], t, n_best)).nonzero().squeeze(1)
+        state = reorder_state(state, (keep[:, None] * beam + origin[keep]).flatten())
+        sent, scores, history = sent[keep], scores[keep], history[keep]
+        tokens = tokens[keep].flatten()  # (A'*K,)
+    return finished.hypotheses(n_best)

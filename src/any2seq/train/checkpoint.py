@@ -1,0 +1,159 @@
+"""Checkpoints: weights and optimiser state in safetensors, the rest in JSON; every write atomic.
+
+A checkpoint is a directory ``checkpoints/step_00001234/`` holding ``model.safetensors``,
+``optimizer.safetensors`` and ``trainer.json``. It is written under a temporary name and renamed
+into place, and older ones are removed only afterwards, so a crash at any moment leaves the last
+good checkpoint intact. Nothing is ever unpickled.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
+from torch import nn
+
+from ..errors import UserError
+from ..fileio import atomic_write, fsync_dir
+
+FORMAT_VERSION = 1
+
+
+def write_json(path: Path, obj) -> None:
+    atomic_write(path, json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
+
+
+def read_json(path: Path) -> dict:
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UserError(f"{path}: missing") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise UserError(f"{path}: not readable JSON ({e})") from None
+
+
+def unique_tensors(module: nn.Module) -> dict[str, torch.Tensor]:
+    """The state dict without the aliases that weight tying creates (safetensors refuses them)."""
+    seen, out = set(), {}
+    for name, t in module.state_dict().items():
+        key = (t.data_ptr(), t.shape, t.stride())
+        if key not in seen:
+            seen.add(key)
+            out[name] = t.detach().contiguous()
+    return out
+
+
+def save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict | None = None) -> None:
+    atomic_write(path, st_save({k: v.contiguous() for k, v in tensors.items()}, metadata=metadata))
+
+
+def load_tensors(path: Path) -> dict[str, torch.Tensor]:
+    """Read a safetensors file; anything else (a pickle, a truncated file) is refused, never loaded."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise UserError(f"{path}: missing") from None
+    except OSError as e:
+        raise UserError(f"{path}: cannot read ({e.strerror})") from None
+    if data[:2] == b"\x80\x02" or data[:2] in (b"PK", b"\x80\x04", b"\x80\x05"):
+        raise UserError(f"{path}: this is a pickle/zip file, not safetensors; any2seq never unpickles files")
+    try:
+        return st_load(data)
+    except (SafetensorError, ValueError, RuntimeError) as e:
+        raise UserError(f"{path}: not a valid safetensors file (truncated or corrupt: {e})") from None
+
+
+def load_weights(model: nn.Module, path: Path) -> None:
+    tensors = load_tensors(path)
+    expected = unique_tensors(model)
+    missing = sorted(set(expected) - set(tensors))
+    unexpected = sorted(set(tensors) - set(model.state_dict()))
+    if missing or unexpected:
+        raise UserError(f"{path}: weights do not fit the model (missing {missing[:3]}, unexpected {unexpected[:3]})")
+    for name, t in tensors.items():
+        if t.shape != expected.get(name, t).shape:
+            raise UserError(f"{path}: {name} has shape {tuple(t.shape)}, the model wants {tuple(expected[name].shape)}")
+    model.load_state_dict(tensors, strict=False)
+
+
+# --- optimiser state ----------------------------------------------------------------------------
+
+def optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], list]:
+    sd = optimizer.state_dict()
+    tensors = {f"{i}.{k}": v for i, s in sd["state"].items() for k, v in s.items() if torch.is_tensor(v)}
+    return tensors, sd["param_groups"]
+
+
+def restore_optimizer(optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], groups: list) -> None:
+    state: dict[int, dict] = {}
+    for key, v in tensors.items():
+        i, name = key.split(".", 1)
+        state.setdefault(int(i), {})[name] = v
+    optimizer.load_state_dict({"state": state, "param_groups": groups})
+
+
+# --- checkpoint directories ---------------------------------------------------------------------
+
+def checkpoint_dirs(run_dir: Path) -> list[Path]:
+    """Complete checkpoints, oldest first (a directory counts once it has been renamed into place)."""
+    root = Path(run_dir) / "checkpoints"
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.iterdir() if p.is_dir() and p.name.startswith("step_") and not p.name.endswith(".tmp"))
+
+
+def save_checkpoint(run_dir: Path, step: int, model: nn.Module, optimizer, trainer: dict, keep_last: int) -> Path:
+    root = Path(run_dir) / "checkpoints"
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / f"step_{step:08d}"
+    tmp = root / f"step_{step:08d}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    save_tensors(tmp / "model.safetensors", unique_tensors(model))
+    opt_tensors, groups = optimizer_tensors(optimizer)
+    rng = {"torch_rng": torch.get_rng_state()}
+    save_tensors(tmp / "optimizer.safetensors", {**opt_tensors, **rng})
+    write_json(tmp / "trainer.json", {**trainer, "format_version": FORMAT_VERSION, "param_groups": groups})
+    if final.exists():  # the same step saved twice (e.g. at the end of a resumed run)
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    fsync_dir(root)
+    for old in checkpoint_dirs(run_dir)[:-keep_last]:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def load_checkpoint(ckpt: Path, model: nn.Module, optimizer) -> dict:
+    """Restore model, optimiser and RNG from ``ckpt``; returns the trainer state."""
+    trainer = read_json(ckpt / "trainer.json")
+    if trainer.get("format_version") != FORMAT_VERSION:
+        raise UserError(f"{ckpt}: checkpoint format {trainer.get('format_version')} is not {FORMAT_VERSION}")
+    load_weights(model, ckpt / "model.safetensors")
+    tensors = load_tensors(ckpt / "optimizer.safetensors")
+    torch.set_rng_state(tensors.pop("torch_rng"))
+    restore_optimizer(optimizer, tensors, trainer.pop("param_groups"))
+    return trainer
+
+
+def clean_partial(run_dir: Path) -> None:
+    """Remove what a crash may have left half-written (temporary files and directories)."""
+    for p in list((Path(run_dir) / "checkpoints").glob("*.tmp")) + list(Path(run_dir).glob(".*.tmp")):
+        shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+
+
+def average_checkpoints(ckpts: list[Path]) -> dict[str, torch.Tensor]:
+    """The element-wise mean of the checkpoints' weights (Vaswani et al., 2017, averaged the last 5-20)."""
+    total: dict[str, torch.Tensor] = {}
+    for ckpt in ckpts:
+        tensors = load_tensors(Path(ckpt) / "model.safetensors")
+        if total and tensors.keys() != total.keys():
+            raise UserError(f"{ckpt}: holds other weights than {ckpts[0]}; cannot average them")
+        for name, t in tensors.items():
+            total[name] = total[name] + t.double() if name in total else t.double()
+    return {name: (t / len(ckpts)).to(torch.float32) for name, t in total.items()}
