@@ -1,9 +1,17 @@
 """any2seq: encoder-decoder models for any input and any output, on PyTorch."""
 __version__ = "0.1.0"
 
-from .interfaces import Decoder, Encoder, EncoderDecoder, Memory  # noqa: E402
-
 __all__ = ["Encoder", "Decoder", "EncoderDecoder", "Memory", "load", "__version__"]
+
+
+def __getattr__(name):
+    # The interfaces (and with them torch) load on first use, so that the command line answers
+    # a mistake in a config or a flag without a second of import time.
+    if name in ("Encoder", "Decoder", "EncoderDecoder", "Memory"):
+        from . import interfaces
+
+        return getattr(interfaces, name)
+    raise AttributeError(f"module 'any2seq' has no attribute {name!r}")
 
 
 def load(path, device="cpu"):

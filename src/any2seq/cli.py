@@ -26,6 +26,22 @@ EXAMPLES = {
 }
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage mistakes as one line on stderr, like every other error; the usage is one --help away."""
+
+    def error(self, message, prog: str | None = None):
+        prog = prog or self.prog
+        self.exit(2, f"{prog}: error: {message} (see {prog} --help)\n")
+
+    def parse_args(self, args=None, namespace=None):
+        """As argparse's, but an unknown flag is blamed on the command it was given to."""
+        args, extra = self.parse_known_args(args, namespace)
+        if extra:
+            command = getattr(args, "command", None)
+            self.error(f"unrecognized arguments: {' '.join(extra)}", f"{self.prog} {command}" if command else None)
+        return args
+
+
 def _search_flags(p: argparse.ArgumentParser, beam_default=None) -> None:
     p.add_argument("--model", required=True, type=Path, help="a model directory written by `any2seq train`")
     p.add_argument("--beam", type=int, default=beam_default, help="beam size; 1 = greedy (default: the config's)")
@@ -36,7 +52,7 @@ def _search_flags(p: argparse.ArgumentParser, beam_default=None) -> None:
 
 
 def parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="any2seq", description="Encoder-decoder models: train, translate, evaluate.")
+    ap = _Parser(prog="any2seq", description="Encoder-decoder models: train, translate, evaluate.")
     sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
     fmt = argparse.RawDescriptionHelpFormatter
 
@@ -77,9 +93,10 @@ def parser() -> argparse.ArgumentParser:
 
 def cmd_train(args) -> int:
     from .config import load_config
+
+    cfg = load_config(args.config, args.overrides)  # before importing torch: config errors answer at once
     from .runner import train
 
-    cfg = load_config(args.config, args.overrides)
     out = args.out or Path("runs") / args.config.stem
     train(cfg, out, resume=args.resume, progress=not args.no_progress)
     return 0
@@ -94,7 +111,9 @@ def _translator(args):
 def cmd_translate(args) -> int:
     from .decoding import SearchOptions  # validate flags before loading the model
 
-    SearchOptions(beam=args.beam or 1, n_best=args.n_best, sample=args.sample, temperature=args.temperature,
+    # Without --beam the config's beam applies, known only once the model is loaded (it checks n_best then).
+    beam = args.beam if args.beam is not None else max(args.n_best, 1)
+    SearchOptions(beam=beam, n_best=args.n_best, sample=args.sample, temperature=args.temperature,
                   top_k=args.top_k, top_p=args.top_p, max_len=args.max_len)
     translator = _translator(args)
     lines = [line.rstrip("\n") for line in _stdin_lines()]
@@ -119,15 +138,19 @@ def _stdin_lines() -> list[str]:
 def cmd_evaluate(args) -> int:
     from .data import check_parallel, read_lines
     from .decoding import SearchOptions
-    from .fileio import atomic_write
+    from .fileio import atomic_write, writable_dir
     from .metrics import bleu_chrf
 
     SearchOptions(beam=args.beam or 1, max_len=args.max_len)
     check_parallel(args.src, args.ref)
+    if args.hyps:
+        if args.hyps.is_dir():
+            raise UserError(f"--hyps {args.hyps}: is a directory; name a file")
+        writable_dir(args.hyps.parent, f"--hyps {args.hyps}")
     src, ref = list(read_lines(args.src)), list(read_lines(args.ref))
     translator = _translator(args)
     hyps = translator.translate(src, beam=args.beam, length_penalty=args.length_penalty, max_len=args.max_len,
-                                batch_tokens=args.batch_tokens, progress=True)
+                                batch_tokens=args.batch_tokens, progress=sys.stderr.isatty())
     if args.hyps:
         atomic_write(args.hyps, "".join(h + "\n" for h in hyps))
     scores = bleu_chrf(hyps, ref, lowercase=args.lowercase)
@@ -140,7 +163,7 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_average(args) -> int:
-    from .fileio import atomic_write
+    from .fileio import atomic_write, writable_dir
     from .modeldir import read_card, write_card
     from .train.checkpoint import average_checkpoints, checkpoint_dirs, save_tensors
 
@@ -153,7 +176,7 @@ def cmd_average(args) -> int:
     if args.out.resolve() == args.run.resolve():
         raise UserError(f"--out: {args.out} is the run itself; choose a new directory")
     averaged = average_checkpoints(ckpts)
-    args.out.mkdir(parents=True, exist_ok=True)
+    writable_dir(args.out)
     for name in ("config.yaml", "spm.model", "spm.src.model", "spm.tgt.model"):
         if (args.run / name).is_file():
             atomic_write(args.out / name, (args.run / name).read_bytes())

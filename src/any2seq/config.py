@@ -170,24 +170,42 @@ def load_config(path: str | Path, overrides: list[str] = ()) -> Config:
     """Read a YAML config, apply ``key.path=value`` overrides, and validate it."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        data = path.read_bytes()
     except FileNotFoundError:
         raise UserError(f"{path}: no such config file") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise UserError(f"{path}: cannot read config ({e.__class__.__name__}: {e})") from None
+    except OSError as e:
+        raise UserError(f"{path}: cannot read config ({e.strerror or e})") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data[: e.start].count(b"\n") + 1
+        raise UserError(f"{path}:{line}: not valid UTF-8 (byte 0x{data[e.start]:02x})") from None
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        line = f":{mark.line + 1}" if mark is not None else ""
-        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-        raise UserError(f"{path}{line}: YAML syntax error: {problem}") from None
+        raise UserError(_yaml_error(path, e)) from None
     raw = {} if raw is None else raw
     if not isinstance(raw, dict):
         raise UserError(f"{path}: the config must be a mapping of sections, not {type(raw).__name__}")
     for item in overrides:
         apply_override(raw, item)
-    return config_from_dict(raw, source=str(path))
+    try:
+        return _build(Config, raw, "")
+    except _Invalid as e:  # blame --set for the keys it set, the file for the rest
+        set_keys = [item.partition("=")[0].strip() + "." for item in overrides]
+        source = "--set" if any(k.startswith(e.key + ".") for k in set_keys) else f"{path}:"
+        raise UserError(f"{source} {e.key}: {e.message}") from None
+
+
+def _yaml_error(path: Path, e: yaml.YAMLError) -> str:
+    """``file:line: YAML syntax error: problem``, and where the construct it broke began."""
+    mark, context_mark = getattr(e, "problem_mark", None), getattr(e, "context_mark", None)
+    line = f":{mark.line + 1}" if mark is not None else ""
+    problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+    context = getattr(e, "context", None)
+    if context and context_mark is not None and (mark is None or context_mark.line != mark.line):
+        problem += f" ({context} at line {context_mark.line + 1})"
+    return f"{path}{line}: YAML syntax error: {problem}"
 
 
 def apply_override(raw: dict, item: str) -> None:

@@ -46,6 +46,7 @@ def prepare_tokenizers(cfg: Config, run_dir: Path) -> Tokenizers:
         return Tokenizers.load(run_dir)
     src = split_path(data, data.train, data.src_lang, "train")
     tgt = split_path(data, data.train, data.tgt_lang, "train")
+    check_parallel(src, tgt)  # before sentencepiece spends minutes on a corpus we would refuse anyway
     if tok.joint:
         joint = _train(tok, [src, tgt], run_dir / JOINT, cfg.train.seed)
         return Tokenizers(joint, joint)

@@ -6,6 +6,8 @@ import math
 import torch
 from torch import Tensor, nn
 
+from .dropout import Dropout
+
 
 def sinusoids(length: int, dim: int) -> Tensor:
     pos = torch.arange(length, dtype=torch.float32)[:, None]
@@ -31,7 +33,7 @@ class PositionalEmbedding(nn.Module):
             nn.init.normal_(self.positions.weight, std=dim ** -0.5)
         else:
             self.register_buffer("table", sinusoids(max_positions, dim), persistent=False)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def forward(self, ids: Tensor, offset: int = 0) -> Tensor:
         T = ids.size(1)

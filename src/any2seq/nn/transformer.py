@@ -5,6 +5,8 @@ from typing import Optional
 
 from torch import Tensor, nn
 
+from .dropout import Dropout
+
 from .attention import CrossAttention, SelfAttention
 
 
@@ -20,7 +22,7 @@ class EncoderLayer(nn.Module):
         self.norm1, self.norm2 = nn.LayerNorm(d_model), nn.LayerNorm(d_model)
         self.attn = SelfAttention(d_model, heads)
         self.ff = feed_forward(d_model, ff)
-        self.drop = nn.Dropout(dropout)
+        self.drop = Dropout(dropout)
 
     def forward(self, x: Tensor, mask: Tensor) -> Tensor:  # (B, S, D), (B, S)
         x = x + self.drop(self.attn(self.norm1(x), key_mask=mask)[0])
@@ -34,7 +36,7 @@ class DecoderLayer(nn.Module):
         self.self_attn = SelfAttention(d_model, heads)
         self.cross_attn = CrossAttention(d_model, heads, memory_dim)
         self.ff = feed_forward(d_model, ff)
-        self.drop = nn.Dropout(dropout)
+        self.drop = Dropout(dropout)
 
     def forward(self, x: Tensor, cross_kv, memory_mask: Tensor, cache: Optional[tuple] = None):
         """x (B, T, D) continuing the sequence in ``cache``; returns (B, T, D) and the new cache."""

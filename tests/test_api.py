@@ -1,0 +1,68 @@
+"""The Python API: ``any2seq.load(DIR).translate(lines)``, and what a model directory round-trips."""
+import pytest
+import torch
+
+import any2seq
+from any2seq.data import collate
+from any2seq.decoding import SearchOptions
+from any2seq.interfaces import shift_right
+from any2seq.modeldir import read_card
+from any2seq.translation import Tokenizers, translate_lines
+
+from .conftest import STEPS
+
+runs = pytest.mark.parametrize("run", ["trained", "trained_rnn"], ids=["transformer", "gru-bahdanau"])
+
+
+def test_translate_returns_a_string_per_line_or_n_best_lists(trained):
+    translator = any2seq.load(trained.dir)
+    out = translator.translate(["Ein Hund läuft."], beam=5)
+    assert isinstance(out, list) and len(out) == 1 and isinstance(out[0], str) and out[0]
+
+    n_best = translator.translate(["Ein Hund läuft.", "Zwei Hunde spielen im Gras."], beam=5, n_best=3)
+    assert len(n_best) == 2
+    for item in n_best:
+        assert isinstance(item, list) and len(item) == 3 and all(isinstance(s, str) for s in item)
+        assert len(set(item)) == 3
+    assert n_best[0][0] == out[0]
+
+
+def test_translate_keeps_order_and_empty_lines(trained):
+    translator = any2seq.load(trained.dir)
+    lines = [de for de, _ in trained.pairs[:4]]
+    alone = [translator.translate([line], beam=3)[0] for line in lines]
+    mixed = translator.translate([lines[2], "", lines[0], lines[3], "", lines[1]], beam=3)
+    assert mixed == [alone[2], "", alone[0], alone[3], "", alone[1]]
+
+
+def test_translate_refuses_a_bare_string(trained):
+    with pytest.raises(TypeError, match="list of strings"):
+        any2seq.load(trained.dir).translate("Ein Hund läuft.")
+
+
+@runs
+def test_a_loaded_model_translates_as_the_trained_one_did(run, request):
+    run = request.getfixturevalue(run)
+    assert read_card(run.dir)["step"] == STEPS  # the saved best weights are the final ones
+    translator = any2seq.load(run.dir)
+    toks = Tokenizers.load(run.dir)
+    lines = [de for de, _ in run.pairs] + ["Ein Hund läuft.", "Eine Frau singt in einer Kirche."]
+    for beam in (1, 5):
+        in_memory = translate_lines(run.model, toks, lines, SearchOptions(beam=beam), 6000)
+        assert translator.translate(lines, beam=beam) == [n_best[0] for n_best in in_memory]
+
+
+@runs
+@torch.no_grad()
+def test_saved_and_reloaded_weights_give_bit_identical_logits(run, request):
+    run = request.getfixturevalue(run)
+    loaded = any2seq.load(run.dir).model
+    toks = Tokenizers.load(run.dir)
+    src = toks.src.encode([de for de, _ in run.pairs[:8]])
+    tgt = toks.tgt.encode([en for _, en in run.pairs[:8]])
+    batch = collate(src, tgt, range(8))
+    dec_in = shift_right(batch.tgt, run.model.bos)
+    run.model.eval()
+    expected, _ = run.model(batch.src, dec_in, batch.src_lengths)
+    got, _ = loaded(batch.src, dec_in, batch.src_lengths)
+    assert torch.equal(got, expected)
