@@ -67,7 +67,7 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser("translate", help="translate lines from stdin to stdout", epilog=EXAMPLES["translate"],
                        formatter_class=fmt)
     _search_flags(p)
-    p.add_argument("--n-best", type=int, default=1, help="print the N best, tab-separated with their scores")
+    p.add_argument("--n-best", type=int, default=1, help="print the N best for each line, tab-separated on that line")
     p.add_argument("--sample", action="store_true", help="sample instead of searching")
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--top-k", type=int, default=0, help="sample from the K most likely tokens (0 = all)")

@@ -62,7 +62,7 @@ def decode_ids(model, sources: list[list[int]], opts: SearchOptions, batch_token
     model.eval()
     lengths = np.array([len(s) for s in sources])
     order = np.argsort(-lengths, kind="stable")  # longest first: the first batch shows memory use
-    results: list[list[Hypothesis]] = [[Hypothesis([], 0.0, 0.0)] for _ in sources]
+    results = [[Hypothesis([], 0.0, 0.0)] * opts.n_best for _ in sources]  # what an empty source gets
     generator = torch.Generator(device=device).manual_seed(opts.seed) if opts.sample else None
     todo = [i for i in order if lengths[i] > 0]
     bar = tqdm(total=len(todo), unit="sent", disable=not progress, leave=False, dynamic_ncols=True)

@@ -1,6 +1,7 @@
 """``any2seq train``: config -> run directory -> tokenizers, data, model -> the training loop."""
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -9,6 +10,7 @@ import torch
 
 from .config import Config
 from .errors import UserError
+from .fileio import atomic_write
 from .modeldir import config_changes, read_config, write_card, write_config
 from .models import build_model, count_parameters
 from .train.checkpoint import checkpoint_dirs, clean_partial, load_checkpoint, save_tensors, unique_tensors
@@ -67,9 +69,14 @@ def _train(cfg: Config, out: Path, resume: bool, progress: bool, dist: Dist) -> 
     optimizer = make_optimizer(model, cfg.train)
     state = TrainerState()
     if resume:
-        trainer = load_checkpoint(checkpoint_dirs(out)[-1], model, optimizer)
+        trainer = load_checkpoint(checkpoint_dirs(out)[-1], model, optimizer, dist.rank, dist.device)
         state = TrainerState(**{k: v for k, v in trainer.items() if k in TrainerState.__dataclass_fields__})
-    batches = training_batches(cfg, toks, state.position)
+        if dist.main:
+            rewind_log(out, state.step)
+    # Rank 0 encodes the corpus into the cache first; the others then only read it (one writer).
+    batches = training_batches(cfg, toks, state.position) if dist.main else None
+    barrier(dist)
+    batches = batches or training_batches(cfg, toks, state.position)
     validate = make_validate(model, toks, cfg, dist.device, cfg.train.valid_bleu) if dist.main else None
     n_params = count_parameters(model)
     card = {"task": cfg.task, "src_lang": cfg.data.src_lang, "tgt_lang": cfg.data.tgt_lang, "parameters": n_params,
@@ -91,6 +98,23 @@ def _train(cfg: Config, out: Path, resume: bool, progress: bool, dist: Dist) -> 
     if reason == "interrupted":
         raise UserError(f"{out}: interrupted; saved step {state.step}, continue with --resume")
     return {**state.__dict__, "reason": reason}
+
+
+def rewind_log(out: Path, step: int) -> None:
+    """Keep only metrics.jsonl's records up to ``step``, the checkpoint a resumed run starts from:
+    a killed run may have logged later steps (they are trained again) or died half-way through a line."""
+    path = out / "metrics.jsonl"
+    if not path.is_file():
+        return
+    kept = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a line the kill cut short
+        if isinstance(record, dict) and record.get("step", 0) <= step:
+            kept.append(line + "\n")
+    atomic_write(path, "".join(kept))
 
 
 def _finish(out: Path) -> None:

@@ -1,9 +1,10 @@
 """Checkpoints: weights and optimiser state in safetensors, the rest in JSON; every write atomic.
 
 A checkpoint is a directory ``checkpoints/step_00001234/`` holding ``model.safetensors``,
-``optimizer.safetensors`` and ``trainer.json``. It is written under a temporary name and renamed
-into place, and older ones are removed only afterwards, so a crash at any moment leaves the last
-good checkpoint intact. Nothing is ever unpickled.
+``optimizer.safetensors`` (Adam's moments and step, and every rank's RNG states) and
+``trainer.json``. It is written under a temporary name and renamed into place, and older ones are
+removed only afterwards, so a crash at any moment leaves the last good checkpoint intact. Nothing
+is ever unpickled.
 """
 from __future__ import annotations
 
@@ -61,11 +62,12 @@ def load_tensors(path: Path) -> dict[str, torch.Tensor]:
         raise UserError(f"{path}: missing") from None
     except OSError as e:
         raise UserError(f"{path}: cannot read ({e.strerror})") from None
-    if data[:2] == b"\x80\x02" or data[:2] in (b"PK", b"\x80\x04", b"\x80\x05"):
-        raise UserError(f"{path}: this is a pickle/zip file, not safetensors; any2seq never unpickles files")
     try:
-        return st_load(data)
+        return st_load(data)  # parses a JSON header and copies bytes: never runs code
     except (SafetensorError, ValueError, RuntimeError) as e:
+        if data[:1] == b"\x80" or data[:2] == b"PK":  # pickle protocol 2+, or torch.save's zip of pickles
+            raise UserError(f"{path}: this is a pickle/zip file, not safetensors; any2seq never unpickles files") \
+                from None
         raise UserError(f"{path}: not a valid safetensors file (truncated or corrupt: {e})") from None
 
 
@@ -92,10 +94,30 @@ def optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch
 
 def restore_optimizer(optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], groups: list) -> None:
     state: dict[int, dict] = {}
+    # JSON has no tuples: give Adam its betas back as torch wrote them, so the state dict round-trips.
+    groups = [{k: tuple(v) if isinstance(v, list) and k != "params" else v for k, v in g.items()} for g in groups]
     for key, v in tensors.items():
         i, name = key.split(".", 1)
         state.setdefault(int(i), {})[name] = v
     optimizer.load_state_dict({"state": state, "param_groups": groups})
+
+
+# --- random number generators --------------------------------------------------------------------
+
+def rng_states(device: torch.device) -> dict[str, torch.Tensor]:
+    """This process's generator states: dropout draws from them, so a resumed run needs them back."""
+    states = {"torch": torch.get_rng_state()}
+    if device.type == "cuda":
+        states["cuda"] = torch.cuda.get_rng_state(device)
+    return states
+
+
+def restore_rng(tensors: dict[str, torch.Tensor], rank: int, device: torch.device) -> None:
+    """Set this rank's generators from ``rng.{rank}.*`` (rank 0's when the run had fewer processes)."""
+    prefix = f"rng.{rank}." if f"rng.{rank}.torch" in tensors else "rng.0."
+    torch.set_rng_state(tensors[prefix + "torch"])
+    if device.type == "cuda" and prefix + "cuda" in tensors:
+        torch.cuda.set_rng_state(tensors[prefix + "cuda"], device)
 
 
 # --- checkpoint directories ---------------------------------------------------------------------
@@ -108,7 +130,12 @@ def checkpoint_dirs(run_dir: Path) -> list[Path]:
     return sorted(p for p in root.iterdir() if p.is_dir() and p.name.startswith("step_") and not p.name.endswith(".tmp"))
 
 
-def save_checkpoint(run_dir: Path, step: int, model: nn.Module, optimizer, trainer: dict, keep_last: int) -> Path:
+def save_checkpoint(run_dir: Path, step: int, model: nn.Module, optimizer, trainer: dict, keep_last: int,
+                    rng: dict[str, torch.Tensor] | None = None) -> Path:
+    """Write ``checkpoints/step_{step}`` atomically, then drop all but the newest ``keep_last``.
+
+    ``rng`` holds every rank's generator states as ``rng.{rank}.{torch,cuda}`` (default: this process's).
+    """
     root = Path(run_dir) / "checkpoints"
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"step_{step:08d}"
@@ -117,26 +144,41 @@ def save_checkpoint(run_dir: Path, step: int, model: nn.Module, optimizer, train
     tmp.mkdir()
     save_tensors(tmp / "model.safetensors", unique_tensors(model))
     opt_tensors, groups = optimizer_tensors(optimizer)
-    rng = {"torch_rng": torch.get_rng_state()}
+    if rng is None:
+        rng = {f"rng.0.{k}": v for k, v in rng_states(torch.device("cpu")).items()}
     save_tensors(tmp / "optimizer.safetensors", {**opt_tensors, **rng})
     write_json(tmp / "trainer.json", {**trainer, "format_version": FORMAT_VERSION, "param_groups": groups})
-    if final.exists():  # the same step saved twice (e.g. at the end of a resumed run)
-        shutil.rmtree(final)
+    replaced = root / f"step_{step:08d}.old.tmp"
+    if final.exists():  # the same step saved twice (not in a normal run): move it aside, delete it once replaced
+        os.replace(final, replaced)
     os.replace(tmp, final)
     fsync_dir(root)
+    shutil.rmtree(replaced, ignore_errors=True)
     for old in checkpoint_dirs(run_dir)[:-keep_last]:
-        shutil.rmtree(old, ignore_errors=True)
+        _remove(old)
     return final
 
 
-def load_checkpoint(ckpt: Path, model: nn.Module, optimizer) -> dict:
-    """Restore model, optimiser and RNG from ``ckpt``; returns the trainer state."""
+def _remove(ckpt: Path) -> None:
+    """Rename to a ``.tmp`` name, then delete: a crash half-way through never leaves a
+    half-deleted directory that :func:`checkpoint_dirs` would take for a complete checkpoint."""
+    doomed = ckpt.with_name(ckpt.name + ".del.tmp")
+    os.replace(ckpt, doomed)
+    shutil.rmtree(doomed, ignore_errors=True)
+
+
+def load_checkpoint(ckpt: Path, model: nn.Module, optimizer, rank: int = 0,
+                    device: torch.device = torch.device("cpu")) -> dict:
+    """Restore model, optimiser and this rank's RNG from ``ckpt``; returns the trainer state."""
     trainer = read_json(ckpt / "trainer.json")
     if trainer.get("format_version") != FORMAT_VERSION:
         raise UserError(f"{ckpt}: checkpoint format {trainer.get('format_version')} is not {FORMAT_VERSION}")
     load_weights(model, ckpt / "model.safetensors")
     tensors = load_tensors(ckpt / "optimizer.safetensors")
-    torch.set_rng_state(tensors.pop("torch_rng"))
+    if "rng.0.torch" not in tensors:
+        raise UserError(f"{ckpt / 'optimizer.safetensors'}: no RNG state, so the run cannot continue exactly")
+    restore_rng(tensors, rank, device)
+    tensors = {k: v for k, v in tensors.items() if not k.startswith("rng.")}
     restore_optimizer(optimizer, tensors, trainer.pop("param_groups"))
     return trainer
 

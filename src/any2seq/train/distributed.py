@@ -2,6 +2,7 @@
 NCCL on GPU); every rank reads the same global batch and trains on its own share of it."""
 from __future__ import annotations
 
+import gc
 import os
 from dataclasses import dataclass
 
@@ -43,6 +44,16 @@ def any_rank(flag: bool, dist: Dist) -> bool:
     return bool(t.item() > 0)
 
 
+def all_gather(t: torch.Tensor, dist: Dist) -> list[torch.Tensor]:
+    """Every rank's ``t`` (same shape on all ranks), on the CPU, in rank order."""
+    if dist.world == 1:
+        return [t]
+    t = t.to(dist.device)  # NCCL gathers device tensors only
+    out = [torch.empty_like(t) for _ in range(dist.world)]
+    torch_dist.all_gather(out, t)
+    return [x.cpu() for x in out]
+
+
 def barrier(dist: Dist) -> None:
     if dist.world > 1:
         torch_dist.barrier()
@@ -50,4 +61,7 @@ def barrier(dist: Dist) -> None:
 
 def shutdown(dist: Dist) -> None:
     if dist.world > 1 and torch_dist.is_initialized():
+        # DDP's reducer holds the group from inside a reference cycle: collect it now, or it is freed at
+        # interpreter exit, where gloo's teardown at times aborts the process ("terminate called ...").
+        gc.collect()
         torch_dist.destroy_process_group()

@@ -19,8 +19,8 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from ..config import TrainConfig
-from .checkpoint import save_checkpoint
-from .distributed import Dist, any_rank, barrier
+from .checkpoint import rng_states, save_checkpoint
+from .distributed import Dist, all_gather, any_rank, barrier
 from .optim import lr_at, set_lr
 
 
@@ -87,10 +87,11 @@ def fit(model: nn.Module, optimizer: torch.optim.Optimizer, batches: Iterator, v
     started, window_start = time.monotonic() - state.elapsed_s, time.monotonic()
     window_tokens, window_local = 0, 0  # global tokens (for speed) and this rank's (for the loss)
     window_loss = torch.zeros((), device=dist.device)  # summed on the device: no host sync per step
-    reason = "max_steps"
+    # A resumed run that already reached its limits stops here rather than train one step past them.
+    reason = _limit(cfg, state, False, dist)
     model.train()
     with StopRequest() as stop:
-        while True:
+        while not reason:
             micro = [next(batches) for _ in range(cfg.accum)]
             n_global = sum(b.n_tokens for b in micro)
             optimizer.zero_grad(set_to_none=True)
@@ -128,8 +129,6 @@ def fit(model: nn.Module, optimizer: torch.optim.Optimizer, batches: Iterator, v
                 reason = _validate_and_save(model, optimizer, validate, on_best, run_dir, cfg, dist, state, log) or reason
                 model.train()
                 window_start = time.monotonic()  # speed is measured on training time only
-            if reason:
-                break
     bar.close()
     if log:
         log.close()
@@ -156,6 +155,9 @@ def _limit(cfg: TrainConfig, state: TrainerState, interrupted: bool, dist: Dist)
 def _validate_and_save(model, optimizer, validate, on_best, run_dir, cfg, dist, state, log) -> str:
     """Validate on rank 0, keep the best weights, write a checkpoint; '' unless early stopping fires."""
     reason = ""
+    # Each rank drew its own dropout masks (its shard's shapes differ), so each rank's RNG is saved.
+    rng = {f"rng.{rank}.{name}": t for name, local in rng_states(dist.device).items()
+           for rank, t in enumerate(all_gather(local, dist))}
     if dist.main:
         model.eval()
         with torch.no_grad():
@@ -170,7 +172,7 @@ def _validate_and_save(model, optimizer, validate, on_best, run_dir, cfg, dist, 
                      "best": state.best, "elapsed_s": round(state.elapsed_s, 1)})
         tqdm.write(f"step {state.step}: " + ", ".join(f"valid {k} {v:.3f}" for k, v in metrics.items()
                                                        if isinstance(v, float)))
-        save_checkpoint(run_dir, state.step, model, optimizer, state.__dict__, cfg.keep_last)
+        save_checkpoint(run_dir, state.step, model, optimizer, state.__dict__, cfg.keep_last, rng)
         if cfg.patience and state.bad_validations >= cfg.patience:
             reason = "early_stopping"
     barrier(dist)
