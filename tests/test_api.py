@@ -45,7 +45,7 @@ def test_a_loaded_model_translates_as_the_trained_one_did(run, request):
     run = request.getfixturevalue(run)
     assert read_card(run.dir)["step"] == STEPS  # the saved best weights are the final ones
     translator = any2seq.load(run.dir)
-    toks = Tokenizers.load(run.dir)
+    toks = Tokenizers.load(run.dir, joint=True)
     lines = [de for de, _ in run.pairs] + ["Ein Hund läuft.", "Eine Frau singt in einer Kirche."]
     for beam in (1, 5):
         in_memory = translate_lines(run.model, toks, lines, SearchOptions(beam=beam), 6000)
@@ -57,7 +57,7 @@ def test_a_loaded_model_translates_as_the_trained_one_did(run, request):
 def test_saved_and_reloaded_weights_give_bit_identical_logits(run, request):
     run = request.getfixturevalue(run)
     loaded = any2seq.load(run.dir).model
-    toks = Tokenizers.load(run.dir)
+    toks = Tokenizers.load(run.dir, joint=True)
     src = toks.src.encode([de for de, _ in run.pairs[:8]])
     tgt = toks.tgt.encode([en for _, en in run.pairs[:8]])
     batch = collate(src, tgt, range(8))

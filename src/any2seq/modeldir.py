@@ -69,7 +69,7 @@ def load_model(run_dir: Path, device="cpu") -> tuple[Seq2Seq, Tokenizers, Config
     run_dir = Path(run_dir)
     card = read_card(run_dir)
     cfg = read_config(run_dir)
-    toks = Tokenizers.load(run_dir)
+    toks = Tokenizers.load(run_dir, cfg.tokenizer.joint)
     model = build_model(cfg.model, toks.src.vocab_size, toks.tgt.vocab_size)
     load_weights(model, run_dir / "model.safetensors")
     return model.to(device).eval(), toks, cfg, card

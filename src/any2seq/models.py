@@ -1,7 +1,6 @@
 """``build_model(cfg)``: encoder and decoder tables -> a ``Seq2Seq`` model with a loss and a step."""
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 

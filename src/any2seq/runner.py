@@ -10,19 +10,23 @@ import torch
 
 from .config import Config
 from .errors import UserError
-from .fileio import atomic_write
+from .fileio import atomic_write, writable_dir
 from .modeldir import config_changes, read_config, write_card, write_config
 from .models import build_model, count_parameters
 from .train.checkpoint import checkpoint_dirs, clean_partial, load_checkpoint, save_tensors, unique_tensors
 from .train.distributed import Dist, barrier, init_distributed, shutdown
 from .train.loop import TrainerState, fit
 from .train.optim import make_optimizer
-from .translation import make_validate, prepare_tokenizers, training_batches
+from .translation import check_data, make_validate, prepare_tokenizers, training_batches
 
 
 def prepare_run_dir(out: Path, cfg: Config, resume: bool) -> None:
-    """Create or check the run directory; never overwrite a run that is there already."""
-    has_run = (out / "config.yaml").is_file() or bool(checkpoint_dirs(out))
+    """Create or check the run directory; never overwrite a run that is there already.
+
+    A directory counts as a run once it holds a checkpoint or a model card: what a run that
+    failed before its first checkpoint left behind is simply written over by the next attempt.
+    """
+    has_run = (out / "model.json").is_file() or bool(checkpoint_dirs(out))
     if resume:
         if not checkpoint_dirs(out):
             raise UserError(f"{out}: nothing to resume (no checkpoints); drop --resume to start a new run")
@@ -33,13 +37,7 @@ def prepare_run_dir(out: Path, cfg: Config, resume: bool) -> None:
         return
     if has_run:
         raise UserError(f"{out}: already holds a run; continue it with --resume or choose another --out")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".write-test"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as e:
-        raise UserError(f"{out}: output directory is not writable ({e.strerror})") from None
+    writable_dir(out, "--out")
 
 
 def train(cfg: Config, out: Path, resume: bool = False, progress: bool = True) -> dict:
@@ -56,13 +54,14 @@ def _train(cfg: Config, out: Path, resume: bool, progress: bool, dist: Dist) -> 
     threads = cfg.train.threads or max(1, (os.cpu_count() or 1) // dist.world)
     torch.set_num_threads(threads)
     if dist.main:
+        check_data(cfg)  # before anything is written, so a data mistake leaves no trace
         prepare_run_dir(out, cfg, resume)
         clean_partial(out)
         write_config(out, cfg)
     barrier(dist)
-    toks = prepare_tokenizers(cfg, out) if dist.main else None
+    toks = prepare_tokenizers(cfg, out, reuse=resume) if dist.main else None
     barrier(dist)
-    toks = toks or prepare_tokenizers(cfg, out)  # the other ranks read what rank 0 wrote
+    toks = toks or prepare_tokenizers(cfg, out, reuse=True)  # the other ranks read what rank 0 wrote
     torch.manual_seed(cfg.train.seed)
     model = build_model(cfg.model, toks.src.vocab_size, toks.tgt.vocab_size, cfg.train.label_smoothing)
     model.to(dist.device)
@@ -91,7 +90,7 @@ def _train(cfg: Config, out: Path, resume: bool, progress: bool, dist: Dist) -> 
               f"{threads} threads x {dist.world} process(es) -> {out}", file=sys.stderr)
     d_model = getattr(cfg.model.decoder, "d_model", 512)
     state, reason = fit(model, optimizer, batches, validate, on_best, out, cfg.train, dist, state, d_model, progress)
-    if dist.main:
+    if dist.main and reason != "interrupted":
         _finish(out)
         print(f"any2seq: stopped at step {state.step} ({reason}); best valid {cfg.train.metric} "
               f"{state.best} at step {state.best_step}; model in {out}", file=sys.stderr)

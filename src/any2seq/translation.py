@@ -5,10 +5,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import Config, DataConfig, TokenizerConfig
 import numpy as np
 
-from .data import BatchStream, Tokenizer, check_parallel, collate, encode_cached, make_batches, read_lines, train_tokenizer
+from .config import Config, DataConfig, TokenizerConfig
+from .data import (
+    BatchStream,
+    Tokenizer,
+    check_parallel,
+    collate,
+    encode_cached,
+    make_batches,
+    read_lines,
+    train_tokenizer,
+)
 from .decoding import SearchOptions, decode_ids
 from .errors import UserError
 from .metrics import bleu_chrf
@@ -31,22 +40,29 @@ class Tokenizers:
     tgt: Tokenizer
 
     @staticmethod
-    def load(run_dir: Path) -> "Tokenizers":
+    def load(run_dir: Path, joint: bool) -> "Tokenizers":
+        """The model(s) the config says a run has (files of an earlier, failed attempt are ignored)."""
         run_dir = Path(run_dir)
-        if (run_dir / JOINT).is_file():
-            joint = Tokenizer.load(run_dir / JOINT)
-            return Tokenizers(joint, joint)
+        if joint:
+            shared = Tokenizer.load(run_dir / JOINT)
+            return Tokenizers(shared, shared)
         return Tokenizers(Tokenizer.load(run_dir / SRC), Tokenizer.load(run_dir / TGT))
 
 
-def prepare_tokenizers(cfg: Config, run_dir: Path) -> Tokenizers:
-    """Train the sentencepiece model(s) into ``run_dir``, or reuse those already there."""
+def check_data(cfg: Config) -> None:
+    """Fail early, naming the file, if the training or validation split is missing or misaligned."""
+    data = cfg.data
+    for split, key in ((data.train, "train"), (data.valid, "valid")):
+        check_parallel(split_path(data, split, data.src_lang, key), split_path(data, split, data.tgt_lang, key))
+
+
+def prepare_tokenizers(cfg: Config, run_dir: Path, reuse: bool) -> Tokenizers:
+    """Train the sentencepiece model(s) into ``run_dir``; with ``reuse``, load those already there."""
     run_dir, data, tok = Path(run_dir), cfg.data, cfg.tokenizer
-    if (run_dir / JOINT).is_file() or (run_dir / SRC).is_file():
-        return Tokenizers.load(run_dir)
+    if reuse:
+        return Tokenizers.load(run_dir, tok.joint)
     src = split_path(data, data.train, data.src_lang, "train")
     tgt = split_path(data, data.train, data.tgt_lang, "train")
-    check_parallel(src, tgt)  # before sentencepiece spends minutes on a corpus we would refuse anyway
     if tok.joint:
         joint = _train(tok, [src, tgt], run_dir / JOINT, cfg.train.seed)
         return Tokenizers(joint, joint)

@@ -89,7 +89,9 @@ def test_make_batches_scales_to_millions():
     src_lengths, tgt_lengths = rng.integers(1, 100, 2_000_000), rng.integers(0, 100, 2_000_000)
     start = time.perf_counter()
     batches = make_batches(src_lengths, tgt_lengths, 8192, seed=0, epoch=0)
-    assert time.perf_counter() - start < 5, "about 0.3 s expected"
+    # about 0.3 s on an idle 2-core machine; the bound leaves room for a loaded CI host and still
+    # fails a per-sentence Python loop, which takes minutes here
+    assert time.perf_counter() - start < 30
     assert sum(map(len, batches)) == 2_000_000
 
 

@@ -5,9 +5,8 @@ from typing import Optional
 
 from torch import Tensor, nn
 
-from .dropout import Dropout
-
 from .attention import CrossAttention, SelfAttention
+from .dropout import Dropout
 
 
 def feed_forward(d_model: int, ff: int) -> nn.Module:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 import signal
+import sys
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -120,7 +121,10 @@ def fit(model: nn.Module, optimizer: torch.optim.Optimizer, batches: Iterator, v
                 record = {"step": state.step, "epoch": state.position[0], "lr": optimizer.param_groups[0]["lr"],
                           "loss": float(window_loss) / max(window_local, 1), "tok_s": window_tokens / (now - window_start),
                           "elapsed_s": round(state.elapsed_s, 1)}
-                bar.set_postfix(loss=f"{record['loss']:.3f}", lr=f"{record['lr']:.2e}", tok_s=f"{record['tok_s']:.0f}")
+                postfix = dict(loss=f"{record['loss']:.3f}", lr=f"{record['lr']:.2e}", tok_s=f"{record['tok_s']:.0f}")
+                if cfg.max_minutes:  # a time budget has no step total for tqdm's ETA: show what is left
+                    postfix["left"] = _clock(60 * cfg.max_minutes - state.elapsed_s)
+                bar.set_postfix(postfix)
                 _write(log, record)
                 window_tokens, window_local, window_start = 0, 0, now
                 window_loss.zero_()
@@ -171,12 +175,17 @@ def _validate_and_save(model, optimizer, validate, on_best, run_dir, cfg, dist, 
         _write(log, {"step": state.step, **{f"valid_{k}": v for k, v in metrics.items()},
                      "best": state.best, "elapsed_s": round(state.elapsed_s, 1)})
         tqdm.write(f"step {state.step}: " + ", ".join(f"valid {k} {v:.3f}" for k, v in metrics.items()
-                                                       if isinstance(v, float)))
+                                                       if isinstance(v, float)), file=sys.stderr)
         save_checkpoint(run_dir, state.step, model, optimizer, state.__dict__, cfg.keep_last, rng)
         if cfg.patience and state.bad_validations >= cfg.patience:
             reason = "early_stopping"
     barrier(dist)
     return "early_stopping" if any_rank(reason != "", dist) else ""
+
+
+def _clock(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    return f"{seconds // 60}:{seconds % 60:02d}"
 
 
 def _write(log, record: dict) -> None:
