@@ -37,7 +37,7 @@ def prepare_run_dir(out: Path, cfg: Config, resume: bool) -> None:
         return
     if has_run:
         raise UserError(f"{out}: already holds a run; continue it with --resume or choose another --out")
-    writable_dir(out, "--out")
+    writable_dir(out, f"--out {out}")
 
 
 def train(cfg: Config, out: Path, resume: bool = False, progress: bool = True) -> dict:

@@ -174,7 +174,7 @@ def _validate_and_save(model, optimizer, validate, on_best, run_dir, cfg, dist, 
             state.bad_validations += 1
         _write(log, {"step": state.step, **{f"valid_{k}": v for k, v in metrics.items()},
                      "best": state.best, "elapsed_s": round(state.elapsed_s, 1)})
-        tqdm.write(f"step {state.step}: " + ", ".join(f"valid {k} {v:.3f}" for k, v in metrics.items()
+        tqdm.write(f"any2seq: step {state.step}: " + ", ".join(f"valid {k} {v:.3f}" for k, v in metrics.items()
                                                        if isinstance(v, float)), file=sys.stderr)
         save_checkpoint(run_dir, state.step, model, optimizer, state.__dict__, cfg.keep_last, rng)
         if cfg.patience and state.bad_validations >= cfg.patience:
