@@ -84,7 +84,7 @@ def fit(model: nn.Module, optimizer: torch.optim.Optimizer, batches: Iterator, v
     autocast = torch.autocast(dist.device.type, dtype=torch.bfloat16) if cfg.bf16 else nullcontext()
     log = open(run_dir / "metrics.jsonl", "a", encoding="utf-8") if dist.main else None
     bar = tqdm(total=cfg.max_steps or None, initial=state.step, disable=not (progress and dist.main),
-               unit="step", dynamic_ncols=True)
+               unit="step", dynamic_ncols=True, mininterval=1 if sys.stderr.isatty() else 60)  # logs stay short
     started, window_start = time.monotonic() - state.elapsed_s, time.monotonic()
     window_tokens, window_local = 0, 0  # global tokens (for speed) and this rank's (for the loss)
     window_loss = torch.zeros((), device=dist.device)  # summed on the device: no host sync per step
@@ -124,7 +124,7 @@ def fit(model: nn.Module, optimizer: torch.optim.Optimizer, batches: Iterator, v
                 postfix = dict(loss=f"{record['loss']:.3f}", lr=f"{record['lr']:.2e}", tok_s=f"{record['tok_s']:.0f}")
                 if cfg.max_minutes:  # a time budget has no step total for tqdm's ETA: show what is left
                     postfix["left"] = _clock(60 * cfg.max_minutes - state.elapsed_s)
-                bar.set_postfix(postfix)
+                bar.set_postfix(postfix, refresh=False)  # drawn at the next refresh, not one line per log
                 _write(log, record)
                 window_tokens, window_local, window_start = 0, 0, now
                 window_loss.zero_()
