@@ -14,7 +14,7 @@ from .fileio import atomic_write, writable_dir
 from .modeldir import config_changes, read_config, write_card, write_config
 from .models import build_model, count_parameters
 from .train.checkpoint import checkpoint_dirs, clean_partial, load_checkpoint, save_tensors, unique_tensors
-from .train.distributed import Dist, barrier, init_distributed, shutdown
+from .train.distributed import Dist, barrier, init_distributed, main_first, shutdown
 from .train.loop import TrainerState, fit
 from .train.optim import make_optimizer
 from .translation import check_data, make_validate, prepare_tokenizers, training_batches
@@ -59,9 +59,7 @@ def _train(cfg: Config, out: Path, resume: bool, progress: bool, dist: Dist) -> 
         clean_partial(out)
         write_config(out, cfg)
     barrier(dist)
-    toks = prepare_tokenizers(cfg, out, reuse=resume) if dist.main else None
-    barrier(dist)
-    toks = toks or prepare_tokenizers(cfg, out, reuse=True)  # the other ranks read what rank 0 wrote
+    toks = main_first(dist, lambda: prepare_tokenizers(cfg, out, reuse=resume or not dist.main))
     torch.manual_seed(cfg.train.seed)
     model = build_model(cfg.model, toks.src.vocab_size, toks.tgt.vocab_size, cfg.train.label_smoothing)
     model.to(dist.device)
@@ -72,10 +70,7 @@ def _train(cfg: Config, out: Path, resume: bool, progress: bool, dist: Dist) -> 
         state = TrainerState(**{k: v for k, v in trainer.items() if k in TrainerState.__dataclass_fields__})
         if dist.main:
             rewind_log(out, state.step)
-    # Rank 0 encodes the corpus into the cache first; the others then only read it (one writer).
-    batches = training_batches(cfg, toks, state.position) if dist.main else None
-    barrier(dist)
-    batches = batches or training_batches(cfg, toks, state.position)
+    batches = main_first(dist, lambda: training_batches(cfg, toks, state.position))  # one cache writer
     validate = make_validate(model, toks, cfg, dist.device, cfg.train.valid_bleu) if dist.main else None
     n_params = count_parameters(model)
     card = {"task": cfg.task, "src_lang": cfg.data.src_lang, "tgt_lang": cfg.data.tgt_lang, "parameters": n_params,

@@ -76,8 +76,7 @@ def _train(tok: TokenizerConfig, paths: list[Path], out: Path, seed: int) -> Tok
 def training_batches(cfg: Config, toks: Tokenizers, position=(0, 0)) -> BatchStream:
     data = cfg.data
     src = split_path(data, data.train, data.src_lang, "train")
-    tgt = split_path(data, data.train, data.tgt_lang, "train")
-    check_parallel(src, tgt)
+    tgt = split_path(data, data.train, data.tgt_lang, "train")  # aligned: check_data ran before
     cache = Path(data.cache) if data.cache else Path(data.root) / ".cache"
     cache.mkdir(parents=True, exist_ok=True)
     src_ids, tgt_ids = encode_cached(src, toks.src, cache), encode_cached(tgt, toks.tgt, cache)

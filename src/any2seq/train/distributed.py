@@ -54,6 +54,13 @@ def all_gather(t: torch.Tensor, dist: Dist) -> list[torch.Tensor]:
     return [x.cpu() for x in out]
 
 
+def main_first(dist: Dist, make):
+    """``make()`` on rank 0, then on the others once it is done: rank 0 writes what they read."""
+    made = make() if dist.main else None
+    barrier(dist)
+    return made if dist.main else make()
+
+
 def barrier(dist: Dist) -> None:
     if dist.world > 1:
         torch_dist.barrier()
