@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from any2seq import runner
+from any2seq.tasks import translation as translation_task
 from any2seq.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
@@ -84,9 +84,9 @@ def train_in_process(args: list[str]) -> torch.nn.Module:
         built.append(runner_build(*a, **k))
         return built[-1]
 
-    runner_build = runner.build_model
+    runner_build = translation_task.build_model
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(runner, "build_model", spy)
+        mp.setattr(translation_task, "build_model", spy)
         assert main(args) == 0
     assert len(built) == 1
     return built[0]

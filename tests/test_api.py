@@ -7,7 +7,7 @@ from any2seq.data import collate
 from any2seq.decoding import SearchOptions
 from any2seq.interfaces import shift_right
 from any2seq.modeldir import read_card
-from any2seq.translation import Tokenizers, translate_lines
+from any2seq.tasks.translation import Tokenizers, translate_lines
 
 from .conftest import STEPS
 

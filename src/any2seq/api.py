@@ -1,36 +1,72 @@
-"""The Python API: ``any2seq.load(DIR)`` gives a ``Translator``."""
+"""The Python API: ``any2seq.load(DIR)`` gives a ``Predictor`` for a model of any task."""
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from .decoding import SearchOptions
 from .modeldir import load_model
-from .translation import translate_lines
+from .tasks import get_task
 
 
-class Translator:
-    """A trained model with its tokenizers, ready to translate lists of strings."""
+class Predictor:
+    """A trained model with its tokenizers and task, ready to predict.
+
+    ``predict`` takes strings (text models), or file paths or raw bytes (image, audio and video
+    models), and returns one dict per input: ``{"outputs": [{"text", "score"}, ...]}`` for text
+    output, ``{"frames": (T, C, H, W) array}`` for frame output.
+    """
 
     def __init__(self, model, toks, cfg, card: dict, device="cpu"):
         self.model, self.toks, self.cfg, self.card, self.device = model, toks, cfg, card, device
+        self.task = cfg.task
+        self._task = get_task(cfg.task)
+        self.input_kind, self.output_kind = self._task.input_kind, self._task.output_kind
+
+    def options(self, beam: int | None = None, n_best: int = 1, length_penalty: float | None = None,
+                sample: bool = False, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
+                max_len: int = 256, seed: int = 0) -> SearchOptions:
+        """Search options, the config's decode section filling what is not given; validated."""
+        d = self.cfg.decode
+        return SearchOptions(beam=d.beam if beam is None else beam, n_best=n_best,
+                             length_penalty=d.length_penalty if length_penalty is None else length_penalty,
+                             sample=sample, temperature=temperature, top_k=top_k, top_p=top_p, max_len=max_len,
+                             max_len_a=d.max_len_a, max_len_b=d.max_len_b, seed=seed)
+
+    def predict(self, inputs: list, progress: bool = False, batch_tokens: int | None = None, **options) -> list[dict]:
+        """One result per input, in input order (see the class docstring)."""
+        if isinstance(inputs, (str, bytes)):
+            raise TypeError("predict() takes a list of inputs")
+        opts = self.options(**options)
+        cfg = self.cfg if batch_tokens is None else replace(self.cfg, decode=replace(self.cfg.decode,
+                                                                                    batch_tokens=batch_tokens))
+        model_inputs = self._task.read_inputs(cfg, list(inputs))
+        return self._task.predict(self.model, self.toks, cfg, model_inputs, opts, self.device, progress)
 
     def translate(self, lines: list[str], beam: int | None = None, n_best: int = 1,
                   length_penalty: float | None = None, sample: bool = False, temperature: float = 1.0,
                   top_k: int = 0, top_p: float = 1.0, max_len: int = 256, batch_tokens: int | None = None,
                   seed: int = 0, progress: bool = False) -> list[str] | list[list[str]]:
-        """Translations in input order: one string per line, or lists of ``n_best`` strings."""
+        """Text outputs in input order: one string per input, or lists of ``n_best`` strings."""
         if isinstance(lines, str):
             raise TypeError("translate() takes a list of strings")
-        d = self.cfg.decode
-        opts = SearchOptions(beam=d.beam if beam is None else beam, n_best=n_best,
-                             length_penalty=d.length_penalty if length_penalty is None else length_penalty,
-                             sample=sample, temperature=temperature, top_k=top_k, top_p=top_p, max_len=max_len,
-                             max_len_a=d.max_len_a, max_len_b=d.max_len_b, seed=seed)
-        out = translate_lines(self.model, self.toks, list(lines), opts, batch_tokens or d.batch_tokens,
-                              self.device, progress)
-        return [o[0] for o in out] if n_best == 1 else out
+        if self.output_kind != "text":
+            raise TypeError(f"translate() needs a model with text output; this {self.task} model makes frames")
+        results = self.predict(lines, progress, batch_tokens, beam=beam, n_best=n_best, length_penalty=length_penalty,
+                               sample=sample, temperature=temperature, top_k=top_k, top_p=top_p, max_len=max_len,
+                               seed=seed)
+        texts = [[o["text"] for o in r["outputs"]] for r in results]
+        return [t[0] for t in texts] if n_best == 1 else texts
+
+    def evaluate(self, split: str = "test", progress: bool = False, **options) -> tuple[dict, list]:
+        """The task's metrics on a split of the data its config names, and the outputs."""
+        opts = self.options(**options)
+        return self._task.evaluate(self.model, self.toks, self.cfg, split, opts, self.device, progress)
 
 
-def load(path, device="cpu") -> Translator:
+Translator = Predictor  # the name the text-only API had
+
+
+def load(path, device="cpu") -> Predictor:
     model, toks, cfg, card = load_model(Path(path), device)
-    return Translator(model, toks, cfg, card, device)
+    return Predictor(model, toks, cfg, card, device)

@@ -1,4 +1,4 @@
-"""The command line: ``any2seq train | translate | evaluate | average``."""
+"""The command line: ``any2seq train | translate | predict | evaluate | average``."""
 from __future__ import annotations
 
 import argparse
@@ -18,7 +18,13 @@ EXAMPLES = {
   echo "Ein Hund läuft über die Wiese." | any2seq translate --model runs/demo
   any2seq translate --model runs/demo --beam 5 --n-best 3 < input.de
   any2seq translate --model runs/demo --sample --temperature 0.8 --top-p 0.9 < input.de""",
+    "predict": """examples:
+  any2seq predict --model runs/captioning scene1.png scene2.png
+  any2seq predict --model runs/speech utterance.wav --beam 5 --n-best 3
+  any2seq predict --model runs/video_prediction clip.gif --out predicted/
+  echo "dog grass run" | any2seq predict --model runs/text_generation --sample --top-p 0.9""",
     "evaluate": """examples:
+  any2seq evaluate --model runs/speech --split test --json
   any2seq evaluate --model runs/demo --src data/multi30k/test_2016_flickr.de.gz --ref data/multi30k/test_2016_flickr.en.gz
   any2seq evaluate --model runs/demo --src test.de --ref test.en --beam 5 --json""",
     "average": """examples:
@@ -52,7 +58,8 @@ def _search_flags(p: argparse.ArgumentParser, beam_default=None) -> None:
 
 
 def parser() -> argparse.ArgumentParser:
-    ap = _Parser(prog="any2seq", description="Encoder-decoder models: train, translate, evaluate.")
+    ap = _Parser(prog="any2seq", description="Encoder-decoder models for text, images, audio and video: "
+                                              "train, predict, evaluate.")
     sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
     fmt = argparse.RawDescriptionHelpFormatter
 
@@ -74,13 +81,26 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling: the smallest set with mass P")
     p.add_argument("--seed", type=int, default=0, help="random seed for --sample")
 
-    p = sub.add_parser("evaluate", help="BLEU and chrF (sacreBLEU) of a model on a test set",
+    p = sub.add_parser("predict", help="predict for input files (images, WAVs, videos) or stdin lines (text)",
+                       epilog=EXAMPLES["predict"], formatter_class=fmt)
+    _search_flags(p)
+    p.add_argument("inputs", nargs="*", metavar="INPUT", help="files to read; text models read stdin lines")
+    p.add_argument("--n-best", type=int, default=1, help="print the N best for each input, tab-separated")
+    p.add_argument("--sample", action="store_true", help="sample instead of searching")
+    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--top-k", type=int, default=0, help="sample from the K most likely tokens (0 = all)")
+    p.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling: the smallest set with mass P")
+    p.add_argument("--seed", type=int, default=0, help="random seed for --sample")
+    p.add_argument("--out", type=Path, default=None, help="frame models: write each input's frames here")
+
+    p = sub.add_parser("evaluate", help="the task's metrics on a split, or BLEU/chrF on --src/--ref files",
                        epilog=EXAMPLES["evaluate"], formatter_class=fmt)
     _search_flags(p)
-    p.add_argument("--src", required=True, type=Path, help="source sentences, one a line (.gz too)")
-    p.add_argument("--ref", required=True, type=Path, help="reference translations, aligned with --src")
+    p.add_argument("--split", default="test", help="train, valid or test of the data the model's config names")
+    p.add_argument("--src", type=Path, help="translation: source sentences, one a line (.gz too)")
+    p.add_argument("--ref", type=Path, help="translation: reference translations, aligned with --src")
     p.add_argument("--lowercase", action="store_true", help="case-insensitive scores (the papers' setting)")
-    p.add_argument("--json", action="store_true", help='print {"bleu", "chrf", "signature"} as JSON')
+    p.add_argument("--json", action="store_true", help="print the metrics as JSON")
     p.add_argument("--hyps", type=Path, default=None, help="also write the translations to this file")
 
     p = sub.add_parser("average", help="average the last N checkpoints into a new model directory",
@@ -116,6 +136,9 @@ def cmd_translate(args) -> int:
     SearchOptions(beam=beam, n_best=args.n_best, sample=args.sample, temperature=args.temperature,
                   top_k=args.top_k, top_p=args.top_p, max_len=args.max_len)
     translator = _translator(args)
+    if translator.input_kind != "text" or translator.output_kind != "text":
+        raise UserError(f"{args.model}: a {translator.task} model; translate is for text-to-text models, "
+                        f"use `any2seq predict --model {args.model} INPUT ...`")
     lines = [line.rstrip("\n") for line in _stdin_lines()]
     out = translator.translate(lines, beam=args.beam, n_best=args.n_best, length_penalty=args.length_penalty,
                                sample=args.sample, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
@@ -135,18 +158,97 @@ def _stdin_lines() -> list[str]:
         raise UserError(f"<stdin>:{line}: not valid UTF-8") from None
 
 
+def cmd_predict(args) -> int:
+    from .decoding import SearchOptions  # validate flags before loading the model
+
+    beam = args.beam if args.beam is not None else max(args.n_best, 1)
+    SearchOptions(beam=beam, n_best=args.n_best, sample=args.sample, temperature=args.temperature,
+                  top_k=args.top_k, top_p=args.top_p, max_len=args.max_len)
+    predictor = _translator(args)
+    if predictor.input_kind == "text":
+        if args.inputs:
+            raise UserError(f"this {predictor.task} model reads text lines from stdin, not files "
+                            f"({args.inputs[0]}); e.g. any2seq predict --model {args.model} < input.txt")
+        inputs = [line.rstrip("\n") for line in _stdin_lines()]
+    elif not args.inputs:
+        raise UserError(f"this {predictor.task} model reads {predictor.input_kind} files: name them as INPUT")
+    else:
+        inputs = [str(p) for p in args.inputs]
+    if predictor.output_kind == "frames":
+        if args.out is None:
+            raise UserError(f"--out: this {predictor.task} model makes frames; name a directory to write them to")
+        from .fileio import writable_dir
+
+        writable_dir(args.out, f"--out {args.out}")
+    results = predictor.predict(inputs, progress=sys.stderr.isatty(), batch_tokens=args.batch_tokens,
+                                beam=args.beam, n_best=args.n_best, length_penalty=args.length_penalty,
+                                sample=args.sample, temperature=args.temperature, top_k=args.top_k,
+                                top_p=args.top_p, max_len=args.max_len, seed=args.seed)
+    for i, result in enumerate(results):
+        if "frames" in result:
+            print(_write_frames(args.out, i, inputs[i], result["frames"]))
+        else:
+            print("\t".join(o["text"] for o in result["outputs"]))
+    return 0
+
+
+def _write_frames(out: Path, i: int, source: str, frames) -> str:
+    """Write one input's predicted frames as PNGs and a GIF; returns the line to print."""
+    from .data.video import write_frames, write_gif
+
+    name = f"{i + 1:04d}"
+    write_frames(out / name, frames)
+    write_gif(out / f"{name}.gif", frames)
+    return f"{source}\t{out / name}.gif"
+
+
 def cmd_evaluate(args) -> int:
-    from .data import check_parallel, read_lines
+    if args.src is None and args.ref is None:
+        return _evaluate_split(args)
+    if args.src is None or args.ref is None:
+        raise UserError("--src and --ref go together (or give neither and use --split)")
+    return _evaluate_files(args)
+
+
+def _evaluate_split(args) -> int:
     from .decoding import SearchOptions
-    from .fileio import atomic_write, writable_dir
-    from .metrics import bleu_chrf
 
     SearchOptions(beam=args.beam or 1, max_len=args.max_len)
-    check_parallel(args.src, args.ref)
+    _check_hyps(args)
+    predictor = _translator(args)
+    metrics, outputs = predictor.evaluate(args.split, progress=sys.stderr.isatty(), beam=args.beam,
+                                          length_penalty=args.length_penalty, max_len=args.max_len)
+    if args.hyps and predictor.output_kind == "text":
+        from .fileio import atomic_write
+
+        atomic_write(args.hyps, "".join(h + "\n" for h in outputs))
+    if args.json:
+        print(json.dumps(metrics))
+    else:
+        for key, value in metrics.items():
+            print(f"{key} {value:.2f}" if isinstance(value, float) else f"{key} {value}")
+    return 0
+
+
+def _check_hyps(args) -> None:
+    """Before any decoding: a --hyps file that cannot be written would lose the work."""
+    from .fileio import writable_dir
+
     if args.hyps:
         if args.hyps.is_dir():
             raise UserError(f"--hyps {args.hyps}: is a directory; name a file")
         writable_dir(args.hyps.parent, f"--hyps {args.hyps}")
+
+
+def _evaluate_files(args) -> int:
+    from .data import check_parallel, read_lines
+    from .decoding import SearchOptions
+    from .fileio import atomic_write
+    from .metrics import bleu_chrf
+
+    SearchOptions(beam=args.beam or 1, max_len=args.max_len)
+    check_parallel(args.src, args.ref)
+    _check_hyps(args)
     src, ref = list(read_lines(args.src)), list(read_lines(args.ref))
     translator = _translator(args)
     hyps = translator.translate(src, beam=args.beam, length_penalty=args.length_penalty, max_len=args.max_len,
@@ -187,7 +289,8 @@ def cmd_average(args) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "translate": cmd_translate, "evaluate": cmd_evaluate, "average": cmd_average}
+COMMANDS = {"train": cmd_train, "translate": cmd_translate, "predict": cmd_predict, "evaluate": cmd_evaluate,
+            "average": cmd_average}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -58,8 +58,80 @@ class RNNDecoderConfig:
     attention: Literal["none", "bahdanau", "dot", "general"] = "bahdanau"
 
 
-EncoderConfig = Union[TransformerEncoderConfig, RNNEncoderConfig]
-DecoderConfig = Union[TransformerDecoderConfig, RNNDecoderConfig]
+@dataclass(frozen=True)
+class ImageEncoderConfig:
+    """A residual CNN whose feature grid is the memory (B, H'*W', D), optionally with Transformer layers on top."""
+    kind: Literal["image"] = "image"
+    channels: int = 1  # input channels: 1 grey, 3 RGB
+    width: int = 32  # channels of the first stage; each later stage doubles them and halves H and W
+    stages: int = 3
+    blocks: int = 1  # residual blocks per stage
+    d_model: int = 256
+    layers: int = 0  # Transformer layers over the grid
+    heads: int = 4
+    ff: int = 1024
+    dropout: float = 0.1
+
+    def check(self):
+        _require(self.channels in (1, 3), "channels", f"must be 1 (grey) or 3 (RGB), got {self.channels}")
+        _require(self.d_model % self.heads == 0, "d_model", f"{self.d_model} is not a multiple of heads={self.heads}")
+        for key in ("width", "stages", "blocks"):
+            _require(getattr(self, key) >= 1, key, "must be at least 1")
+
+
+@dataclass(frozen=True)
+class VideoEncoderConfig(ImageEncoderConfig):
+    """The image front end on every frame, then ``layers`` Transformer layers over all frames' cells."""
+    kind: Literal["video"] = "video"
+    layers: int = 2
+
+
+@dataclass(frozen=True)
+class AudioEncoderConfig:
+    """Log-mel features, SpecAugment, convolutional subsampling, then a Transformer or GRU stack."""
+    kind: Literal["audio"] = "audio"
+    sample_rate: int = 8000
+    n_fft: int = 256
+    hop: int = 80  # 10 ms at 8 kHz
+    n_mels: int = 64
+    freq_masks: int = 2  # SpecAugment (training only)
+    freq_mask_width: int = 8
+    time_masks: int = 2
+    time_mask_width: int = 20
+    subsample: int = 4  # time reduction by strided convolutions: 1, 2, 4 or 8
+    stack: Literal["transformer", "gru"] = "transformer"
+    d_model: int = 256
+    layers: int = 4
+    heads: int = 4
+    ff: int = 1024
+    dropout: float = 0.1
+
+    def check(self):
+        _require(self.subsample in (1, 2, 4, 8), "subsample", f"must be 1, 2, 4 or 8, got {self.subsample}")
+        _require(self.d_model % self.heads == 0, "d_model", f"{self.d_model} is not a multiple of heads={self.heads}")
+        _require(0 < self.hop <= self.n_fft, "hop", f"must be in (0, n_fft={self.n_fft}]")
+
+
+@dataclass(frozen=True)
+class FramesDecoderConfig:
+    """Continuous output: predicts the next frame from the frames so far and the memory."""
+    kind: Literal["frames"] = "frames"
+    d_model: int = 256
+    layers: int = 3
+    heads: int = 4
+    ff: int = 1024
+    dropout: float = 0.1
+    patch: int = 4  # frames are cut into patch x patch tiles, one token each
+    loss: Literal["mse", "l1"] = "mse"
+
+    def check(self):
+        _require(self.d_model % self.heads == 0, "d_model", f"{self.d_model} is not a multiple of heads={self.heads}")
+        _require(self.patch >= 1, "patch", "must be at least 1")
+
+
+EncoderConfig = Union[TransformerEncoderConfig, RNNEncoderConfig, ImageEncoderConfig, VideoEncoderConfig,
+                      AudioEncoderConfig]
+DecoderConfig = Union[TransformerDecoderConfig, RNNDecoderConfig, FramesDecoderConfig]
 
 
 @dataclass(frozen=True)
@@ -72,7 +144,7 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class TokenizerConfig:
-    kind: Literal["bpe", "unigram"] = "bpe"
+    kind: Literal["bpe", "unigram", "word", "char"] = "bpe"
     vocab_size: int = 8000
     joint: bool = True  # one model for both languages
     character_coverage: float = 1.0
@@ -80,6 +152,7 @@ class TokenizerConfig:
 
 @dataclass(frozen=True)
 class DataConfig:
+    """Translation: parallel text files ``{root}/{split}.{lang}[.gz]``."""
     root: str = "data/multi30k"  # files are {root}/{split}.{lang}[.gz], relative to the working dir
     src_lang: str = "de"
     tgt_lang: str = "en"
@@ -88,6 +161,75 @@ class DataConfig:
     test: str = "test_2016_flickr"
     max_len: int = 128  # training pairs with more subword tokens on either side are skipped
     cache: str = ""  # where encoded corpora are cached; "" = {root}/.cache
+
+
+@dataclass(frozen=True)
+class ConceptDataConfig:
+    """Text generation from concepts: a caption's content words (sorted) -> the caption (CommonGen-style)."""
+    root: str = "data/multi30k"  # files are {root}/{split}.{lang}[.gz]
+    lang: str = "en"
+    train: str = "train"
+    valid: str = "val"
+    test: str = "test_2016_flickr"
+    max_examples: int = 0  # use only the first N captions of each split (0 = all): quick trials and tests
+
+
+@dataclass(frozen=True)
+class CaptionDataConfig:
+    """Image captioning: scenes of real digit scans (``digits``) or a COCO-format caption file (``coco``)."""
+    source: Literal["digits", "coco"] = "digits"
+    size: int = 32  # images are resized (coco) or drawn (digits) to size x size
+    seed: int = 1
+    n_train: int = 20000  # digits: scenes generated per split
+    n_valid: int = 500
+    n_test: int = 1000
+    max_digits: int = 4
+    root: str = ""  # coco: folder holding the JSON files and images/
+    train: str = "train.json"  # coco: caption files, relative to root
+    valid: str = "valid.json"
+    test: str = "test.json"
+    images: str = "images"  # coco: image folder, relative to root
+
+    def check(self):
+        _require(self.size >= 8, "size", "must be at least 8")
+        _require(1 <= self.max_digits <= 4, "max_digits", "must be 1 to 4")
+        _require(self.source != "coco" or bool(self.root), "root", "a coco source needs data.root")
+
+
+@dataclass(frozen=True)
+class SpeechDataConfig:
+    """Speech recognition: Free Spoken Digit Dataset recordings joined into 1-7 digit utterances."""
+    root: str = "../shared/data/fsdd"  # a folder of {digit}_{speaker}_{index}.wav (see `any2seq download fsdd`)
+    sample_rate: int = 8000
+    seed: int = 1
+    n_train: int = 8000
+    n_valid: int = 300
+    n_test: int = 1000
+    min_digits: int = 1
+    max_digits: int = 7
+    noise: float = 0.0  # std of Gaussian noise added to training utterances
+    held_out_speaker: str = ""  # a speaker left out of training entirely (reported as its own test)
+
+    def check(self):
+        _require(1 <= self.min_digits <= self.max_digits, "min_digits", "must be in [1, max_digits]")
+
+
+@dataclass(frozen=True)
+class VideoDataConfig:
+    """Video prediction (moving digit scans) and text-to-video (described motions)."""
+    seed: int = 1
+    n_train: int = 8000
+    n_valid: int = 200
+    n_test: int = 500
+    frames_in: int = 10  # video prediction: frames the model sees
+    frames_out: int = 10  # frames it predicts (text-to-video: frames generated)
+    canvas: int = 32
+    digit_size: int = 16
+    max_digits: int = 2
+
+    def check(self):
+        _require(self.frames_in >= 1 and self.frames_out >= 1, "frames_out", "must be at least 1")
+        _require(self.digit_size < self.canvas, "digit_size", f"must be smaller than canvas={self.canvas}")
 
 
 @dataclass(frozen=True)
@@ -109,8 +251,8 @@ class TrainConfig:
     bf16: bool = False  # bfloat16 autocast
     threads: int = 0  # torch threads; 0 = one per core
     valid_every: int = 1000
-    valid_bleu: bool = True
-    metric: Literal["bleu", "loss"] = "bleu"
+    valid_bleu: bool = True  # decode the validation set and score it with the task's metrics
+    metric: Literal["bleu", "loss", "chrf", "wer", "cer", "mse", "exact"] = "bleu"  # picks the best checkpoint
     patience: int = 0  # early stopping after this many validations without improvement; 0 = off
     keep_last: int = 3
     log_every: int = 50
@@ -122,7 +264,8 @@ class TrainConfig:
         _require(0 <= self.label_smoothing < 1, "label_smoothing", "must be in [0, 1)")
         _require(self.keep_last >= 1, "keep_last", "must be at least 1")
         _require(self.valid_every >= 1, "valid_every", "must be at least 1")
-        _require(self.metric != "bleu" or self.valid_bleu, "metric", "bleu needs train.valid_bleu: true (or use loss)")
+        _require(self.metric == "loss" or self.valid_bleu, "metric",
+                 f"{self.metric} needs train.valid_bleu: true (decode the validation set) or use loss")
         _require(self.schedule != "cosine" or self.max_steps > 0, "schedule", "cosine needs train.max_steps > 0")
         _require(self.clip >= 0 and self.max_minutes >= 0, "clip" if self.clip < 0 else "max_minutes",
                  "must not be negative")
@@ -142,10 +285,16 @@ class DecodeConfig:
         _require(self.beam >= 1, "beam", "must be at least 1")
 
 
+TaskName = Literal["translation", "text_generation", "captioning", "speech", "video_prediction", "text_to_video"]
+DATA_CONFIGS = {"translation": DataConfig, "text_generation": ConceptDataConfig, "captioning": CaptionDataConfig,
+                "speech": SpeechDataConfig, "video_prediction": VideoDataConfig, "text_to_video": VideoDataConfig}
+AnyDataConfig = Union[DataConfig, ConceptDataConfig, CaptionDataConfig, SpeechDataConfig, VideoDataConfig]
+
+
 @dataclass(frozen=True)
 class Config:
-    task: Literal["translation"] = "translation"
-    data: DataConfig = field(default_factory=DataConfig)
+    task: TaskName = "translation"
+    data: AnyDataConfig = field(default_factory=DataConfig)  # its class follows the task: DATA_CONFIGS
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -238,6 +387,11 @@ def _build(cls, raw: Any, prefix: str):
         raise _Invalid(prefix or "(top)", f"expected a mapping, got {_show(raw)}")
     fields = {f.name: f for f in dataclasses.fields(cls)}
     hints = typing.get_type_hints(cls)
+    if cls is Config:  # the data section's class follows the task
+        task = _convert(hints["task"], raw.get("task", "translation"), "task")
+        hints["data"] = DATA_CONFIGS[task]
+        if "data" not in raw:
+            raw = {**raw, "data": {}}
     for key in raw:
         if key not in fields:
             raise _Invalid(f"{prefix}{key}", f"unknown key (valid keys: {', '.join(fields)})")

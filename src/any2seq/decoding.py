@@ -1,4 +1,4 @@
-"""Decoding a list of token sequences in length-sorted batches, in input order, with any search."""
+"""Decoding sources of any modality in size-sorted batches, in input order, with any search."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -8,7 +8,7 @@ import torch
 from tqdm import tqdm
 
 from .errors import UserError
-from .interfaces import PAD_ID
+from .data.batching import Items, pad_items
 from .search import Hypothesis, beam_search, compose, greedy, sample, temperature, top_k, top_p
 
 
@@ -41,10 +41,13 @@ class SearchOptions:
                 raise UserError(f"{flag}: {message}")
 
 
-def _search(model, src: torch.Tensor, lengths: torch.Tensor, opts: SearchOptions, generator):
+def _search(model, src: torch.Tensor, lengths, opts: SearchOptions, generator, text_source: bool):
     state = model.encode(src, lengths)
-    limits = (lengths.float() * opts.max_len_a + opts.max_len_b).long().clamp(1, opts.max_len)
     B, bos, eos = src.size(0), model.bos, model.eos
+    if text_source:  # a translation's length follows its source's
+        limits = (lengths.float() * opts.max_len_a + opts.max_len_b).long().clamp(1, opts.max_len)
+    else:
+        limits = torch.full((B,), opts.max_len, dtype=torch.long, device=src.device)
     if opts.sample:
         filters = [temperature(opts.temperature)]
         filters += [top_k(opts.top_k)] if opts.top_k else []
@@ -55,14 +58,24 @@ def _search(model, src: torch.Tensor, lengths: torch.Tensor, opts: SearchOptions
     return beam_search(model.step, state, B, bos, eos, limits, opts.beam, opts.length_penalty, opts.n_best)
 
 
-@torch.inference_mode()
 def decode_ids(model, sources: list[list[int]], opts: SearchOptions, batch_tokens: int = 6000,
                device: torch.device | str = "cpu", progress: bool = False) -> list[list[Hypothesis]]:
-    """Hypotheses (n-best lists) for each source, in input order; empty sources give empty output."""
+    """Hypotheses (n-best lists) for each token source, in input order; empty sources give empty output."""
+    return decode_items(model, Items(sources, [len(s) for s in sources], "tokens"), opts, batch_tokens, device,
+                        progress)
+
+
+@torch.inference_mode()
+def decode_items(model, sources: Items, opts: SearchOptions, batch_tokens: int = 6000,
+                 device: torch.device | str = "cpu", progress: bool = False) -> list[list[Hypothesis]]:
+    """Hypotheses (n-best lists) for sources of any modality, in input order, in size-sorted batches.
+
+    ``sources.lengths`` are the batching sizes; a source of size 0 gets empty output.
+    """
     model.eval()
-    lengths = np.array([len(s) for s in sources])
+    lengths = sources.lengths
     order = np.argsort(-lengths, kind="stable")  # longest first: the first batch shows memory use
-    results = [[Hypothesis([], 0.0, 0.0)] * opts.n_best for _ in sources]  # what an empty source gets
+    results = [[Hypothesis([], 0.0, 0.0)] * opts.n_best for _ in range(len(sources))]
     generator = torch.Generator(device=device).manual_seed(opts.seed) if opts.sample else None
     todo = [i for i in order if lengths[i] > 0]
     bar = tqdm(total=len(todo), unit="sent", disable=not progress, leave=False, dynamic_ncols=True)
@@ -71,10 +84,9 @@ def decode_ids(model, sources: list[list[int]], opts: SearchOptions, batch_token
         width = int(lengths[todo[start]])
         rows = max(1, batch_tokens // max(width * max(opts.beam, opts.n_best), 1))
         chunk = todo[start: start + rows]
-        src = torch.full((len(chunk), width), PAD_ID, dtype=torch.long)
-        for r, i in enumerate(chunk):
-            src[r, : lengths[i]] = torch.as_tensor(sources[i])
-        hyps = _search(model, src.to(device), torch.as_tensor(lengths[chunk]).to(device), opts, generator)
+        src, src_lengths = pad_items(sources, chunk, eos=False)
+        src_lengths = None if src_lengths is None else src_lengths.to(device)
+        hyps = _search(model, src.to(device), src_lengths, opts, generator, sources.kind == "tokens")
         for i, h in zip(chunk, hyps):
             results[i] = h
         bar.update(len(chunk))

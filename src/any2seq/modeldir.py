@@ -2,7 +2,7 @@
 
     config.yaml         the resolved config          model.safetensors   the best weights
     model.json          the model card (format, metrics, data)
-    spm.model           the sentencepiece model(s) (spm.src.model + spm.tgt.model if not joint)
+    spm.model           the sentencepiece model(s) (spm.src.model and/or spm.tgt.model if not joint)
     checkpoints/        step_*/ with model, optimiser and trainer state, for --resume and averaging
     metrics.jsonl       training log;  curves.png  its plot
 """
@@ -16,9 +16,8 @@ from . import __version__
 from .config import Config, config_from_dict, config_to_dict, dump_config
 from .errors import UserError
 from .fileio import atomic_write
-from .models import Seq2Seq, build_model
+from .tasks import get_task
 from .train.checkpoint import FORMAT_VERSION, load_weights, read_json, write_json
-from .translation import Tokenizers
 
 LIMIT_KEYS = {"train.max_steps", "train.max_minutes", "train.max_epochs", "train.patience",
               "train.valid_every", "train.log_every", "train.keep_last", "train.threads"}
@@ -64,12 +63,13 @@ def read_card(run_dir: Path) -> dict:
     return card
 
 
-def load_model(run_dir: Path, device="cpu") -> tuple[Seq2Seq, Tokenizers, Config, dict]:
+def load_model(run_dir: Path, device="cpu") -> tuple:
     """Model (best weights, eval mode), tokenizers, config and model card from a model directory."""
     run_dir = Path(run_dir)
     card = read_card(run_dir)
     cfg = read_config(run_dir)
-    toks = Tokenizers.load(run_dir, cfg.tokenizer.joint)
-    model = build_model(cfg.model, toks.src.vocab_size, toks.tgt.vocab_size)
+    task = get_task(cfg.task)
+    toks = task.load_tokenizers(cfg, run_dir)
+    model = task.build_model(cfg, toks)
     load_weights(model, run_dir / "model.safetensors")
     return model.to(device).eval(), toks, cfg, card

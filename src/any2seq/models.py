@@ -1,15 +1,27 @@
-"""``build_model(cfg)``: encoder and decoder tables -> a ``Seq2Seq`` model with a loss and a step."""
+"""``build_model(cfg)``: encoder and decoder tables -> a ``Seq2Seq`` (token targets: a loss and a search
+step) or a ``FrameSeq2Seq`` (frame targets: a regression loss and a rollout)."""
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .config import ModelConfig, RNNDecoderConfig, RNNEncoderConfig, TransformerDecoderConfig, TransformerEncoderConfig
+from .config import (
+    AudioEncoderConfig,
+    FramesDecoderConfig,
+    ImageEncoderConfig,
+    ModelConfig,
+    RNNDecoderConfig,
+    RNNEncoderConfig,
+    TransformerDecoderConfig,
+    TransformerEncoderConfig,
+    VideoEncoderConfig,
+)
 from .decoders.rnn import RNNDecoder
 from .decoders.transformer import TransformerDecoder
 from .encoders.text import RNNEncoder, TransformerEncoder
 from .errors import UserError
-from .interfaces import BOS_ID, EOS_ID, PAD_ID, Decoder, Encoder, EncoderDecoder, shift_right
+from .interfaces import BOS_ID, EOS_ID, PAD_ID, Decoder, Encoder, EncoderDecoder, lengths_to_mask, shift_right
 
 
 class Seq2Seq(EncoderDecoder):
@@ -38,6 +50,42 @@ class Seq2Seq(EncoderDecoder):
         return logits[:, -1].float().log_softmax(-1), state
 
 
+class FrameSeq2Seq(EncoderDecoder):
+    """An encoder-decoder over frame targets (video): regression loss and autoregressive rollout."""
+
+    def __init__(self, encoder: Encoder, decoder: Decoder, loss: str = "mse"):
+        super().__init__(encoder, decoder)
+        self.loss_kind = loss
+
+    @staticmethod
+    def decoder_input(tgt: Tensor) -> Tensor:
+        """The frame analogue of ``shift_right``: a blank start frame, then all frames but the last."""
+        return torch.cat([torch.zeros_like(tgt[:, :1]), tgt[:, :-1]], dim=1)
+
+    def loss(self, batch) -> tuple[Tensor, int]:
+        """Summed per-frame error (mean over pixels) over the real target frames, and their count."""
+        pred, _ = self(batch.src, self.decoder_input(batch.tgt), batch.src_lengths)  # (B, T, C, H, W)
+        diff = (pred.float() - batch.tgt).flatten(2)
+        per_frame = diff.square().mean(-1) if self.loss_kind == "mse" else diff.abs().mean(-1)  # (B, T)
+        real = lengths_to_mask(batch.tgt_lengths, per_frame.size(1))
+        return per_frame.masked_fill(~real, 0.0).sum(), int(batch.tgt_lengths.sum())
+
+    def encode(self, src: Tensor, src_lengths):
+        return self.decoder.init_state(self.encoder(src, src_lengths), src_lengths)
+
+    @torch.no_grad()
+    def rollout(self, src: Tensor, src_lengths, n_frames: int, frame_shape: tuple[int, int, int]) -> Tensor:
+        """Generate ``n_frames`` frames (B, n, C, H, W), each fed back as the next input."""
+        state = self.encode(src, src_lengths)
+        frame = src.new_zeros(src.size(0), 1, *frame_shape, dtype=torch.float32)
+        frames = []
+        for _ in range(n_frames):
+            pred, state = self.decoder(frame, state)
+            frame = pred[:, -1:].float()
+            frames.append(frame)
+        return torch.cat(frames, dim=1)
+
+
 # --- the factory: read it top to bottom ---------------------------------------------------------
 
 def transformer_encoder(cfg: TransformerEncoderConfig, vocab: int) -> Encoder:
@@ -47,6 +95,28 @@ def transformer_encoder(cfg: TransformerEncoderConfig, vocab: int) -> Encoder:
 
 def rnn_encoder(cfg: RNNEncoderConfig, vocab: int) -> Encoder:
     return RNNEncoder(vocab, cfg.kind, cfg.embed, cfg.hidden, cfg.layers, cfg.bidirectional, cfg.dropout)
+
+
+def image_encoder(cfg: ImageEncoderConfig, vocab: int) -> Encoder:
+    from .encoders.image import ImageEncoder
+
+    return ImageEncoder(cfg.channels, cfg.width, cfg.stages, cfg.blocks, cfg.d_model, cfg.layers, cfg.heads, cfg.ff,
+                        cfg.dropout)
+
+
+def video_encoder(cfg: VideoEncoderConfig, vocab: int) -> Encoder:
+    from .encoders.video import VideoEncoder
+
+    return VideoEncoder(cfg.channels, cfg.width, cfg.stages, cfg.blocks, cfg.d_model, cfg.layers, cfg.heads, cfg.ff,
+                        cfg.dropout)
+
+
+def audio_encoder(cfg: AudioEncoderConfig, vocab: int) -> Encoder:
+    from .encoders.audio import AudioEncoder
+
+    return AudioEncoder(cfg.sample_rate, cfg.n_fft, cfg.hop, cfg.n_mels, cfg.freq_masks, cfg.freq_mask_width,
+                        cfg.time_masks, cfg.time_mask_width, cfg.subsample, cfg.stack, cfg.d_model, cfg.layers,
+                        cfg.heads, cfg.ff, cfg.dropout)
 
 
 def transformer_decoder(cfg: TransformerDecoderConfig, vocab: int, memory_dim: int) -> Decoder:
@@ -61,22 +131,45 @@ def rnn_decoder(cfg: RNNDecoderConfig, vocab: int, memory_dim: int) -> Decoder:
         raise UserError(f"model.decoder.attention: {e}") from None
 
 
-ENCODERS = {"transformer": transformer_encoder, "rnn": rnn_encoder, "gru": rnn_encoder, "lstm": rnn_encoder}
-DECODERS = {"transformer": transformer_decoder, "rnn": rnn_decoder, "gru": rnn_decoder, "lstm": rnn_decoder}
+def frames_decoder(cfg: FramesDecoderConfig, frame_shape: tuple[int, int, int], memory_dim: int) -> Decoder:
+    from .decoders.frames import FramesDecoder
+
+    channels, height, width = frame_shape
+    try:
+        return FramesDecoder(channels, height, width, cfg.d_model, cfg.layers, cfg.heads, cfg.ff, cfg.dropout,
+                             memory_dim, cfg.patch)
+    except ValueError as e:
+        raise UserError(f"model.decoder.patch: {e}") from None
 
 
-def build_model(cfg: ModelConfig, src_vocab: int, tgt_vocab: int, label_smoothing: float = 0.0,
-                encoder: Encoder | None = None) -> Seq2Seq:
-    """Build the model a config describes; ``encoder`` replaces the configured one (a user's own)."""
+ENCODERS = {"transformer": transformer_encoder, "rnn": rnn_encoder, "gru": rnn_encoder, "lstm": rnn_encoder,
+            "image": image_encoder, "video": video_encoder, "audio": audio_encoder}
+DECODERS = {"transformer": transformer_decoder, "rnn": rnn_decoder, "gru": rnn_decoder, "lstm": rnn_decoder,
+            "frames": frames_decoder}
+TEXT_ENCODERS = {"transformer", "rnn", "gru", "lstm"}
+
+
+def build_model(cfg: ModelConfig, src_vocab: int = 0, tgt_vocab: int = 0, label_smoothing: float = 0.0,
+                encoder: Encoder | None = None, frame_shape: tuple[int, int, int] | None = None):
+    """Build the model a config describes; ``encoder`` replaces the configured one (a user's own).
+
+    Token decoders need ``tgt_vocab``; the frames decoder needs ``frame_shape`` (C, H, W) instead.
+    """
     if encoder is None:
         encoder = ENCODERS[cfg.encoder.kind](cfg.encoder, src_vocab)
     memory_dim = getattr(encoder, "out_dim", None)
     if memory_dim is None:
         raise UserError("a custom encoder must say its output width in an `out_dim` attribute")
+    if cfg.decoder.kind == "frames":
+        if frame_shape is None:
+            raise UserError("model.decoder.kind: frames needs a task with frame targets (video_prediction, text_to_video)")
+        return FrameSeq2Seq(encoder, frames_decoder(cfg.decoder, frame_shape, memory_dim), cfg.decoder.loss)
     decoder = DECODERS[cfg.decoder.kind](cfg.decoder, tgt_vocab, memory_dim)
     if cfg.tie_output:
         tie_output(decoder)
     if cfg.share_embeddings:
+        if cfg.encoder.kind not in TEXT_ENCODERS:
+            raise UserError(f"model.share_embeddings: the {cfg.encoder.kind} encoder has no token embedding to share")
         share_embeddings(encoder, decoder, src_vocab, tgt_vocab)
     return Seq2Seq(encoder, decoder, label_smoothing)
 

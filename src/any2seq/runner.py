@@ -1,4 +1,4 @@
-"""``any2seq train``: config -> run directory -> tokenizers, data, model -> the training loop."""
+"""``any2seq train``: config -> run directory -> the task's tokenizers, data and model -> the training loop."""
 from __future__ import annotations
 
 import json
@@ -12,12 +12,12 @@ from .config import Config
 from .errors import UserError
 from .fileio import atomic_write, writable_dir
 from .modeldir import config_changes, read_config, write_card, write_config
-from .models import build_model, count_parameters
+from .models import count_parameters
 from .train.checkpoint import checkpoint_dirs, clean_partial, load_checkpoint, save_tensors, unique_tensors
 from .train.distributed import Dist, barrier, init_distributed, main_first, shutdown
 from .train.loop import TrainerState, fit
 from .train.optim import make_optimizer
-from .translation import check_data, make_validate, prepare_tokenizers, training_batches
+from .tasks import get_task
 
 
 def prepare_run_dir(out: Path, cfg: Config, resume: bool) -> None:
@@ -53,15 +53,16 @@ def train(cfg: Config, out: Path, resume: bool = False, progress: bool = True) -
 def _train(cfg: Config, out: Path, resume: bool, progress: bool, dist: Dist) -> dict:
     threads = cfg.train.threads or max(1, (os.cpu_count() or 1) // dist.world)
     torch.set_num_threads(threads)
+    task = get_task(cfg.task)
     if dist.main:
-        check_data(cfg)  # before anything is written, so a data mistake leaves no trace
+        task.check_data(cfg)  # before anything is written, so a data mistake leaves no trace
         prepare_run_dir(out, cfg, resume)
         clean_partial(out)
         write_config(out, cfg)
     barrier(dist)
-    toks = main_first(dist, lambda: prepare_tokenizers(cfg, out, reuse=resume or not dist.main))
+    toks = main_first(dist, lambda: task.prepare(cfg, out, reuse=resume or not dist.main))
     torch.manual_seed(cfg.train.seed)
-    model = build_model(cfg.model, toks.src.vocab_size, toks.tgt.vocab_size, cfg.train.label_smoothing)
+    model = task.build_model(cfg, toks, cfg.train.label_smoothing)
     model.to(dist.device)
     optimizer = make_optimizer(model, cfg.train)
     state = TrainerState()
@@ -70,20 +71,21 @@ def _train(cfg: Config, out: Path, resume: bool, progress: bool, dist: Dist) -> 
         state = TrainerState(**{k: v for k, v in trainer.items() if k in TrainerState.__dataclass_fields__})
         if dist.main:
             rewind_log(out, state.step)
-    batches = main_first(dist, lambda: training_batches(cfg, toks, state.position))  # one cache writer
-    validate = make_validate(model, toks, cfg, dist.device, cfg.train.valid_bleu) if dist.main else None
+    batches = main_first(dist, lambda: task.training_batches(cfg, toks, state.position))  # one cache writer
+    validate = task.make_validate(model, toks, cfg, dist.device, cfg.train.valid_bleu) if dist.main else None
     n_params = count_parameters(model)
-    card = {"task": cfg.task, "src_lang": cfg.data.src_lang, "tgt_lang": cfg.data.tgt_lang, "parameters": n_params,
-            "data": {"root": cfg.data.root, "train": cfg.data.train, "pairs": len(batches.kept)}}
+    card = {"task": cfg.task, "input": task.input_kind, "output": task.output_kind,
+            "encoder": cfg.model.encoder.kind, "decoder": cfg.model.decoder.kind, "parameters": n_params,
+            **task.card(cfg, batches)}
 
     def on_best(metrics: dict) -> None:
         save_tensors(out / "model.safetensors", unique_tensors(model))
         write_card(out, {**card, "step": state.step, "valid": metrics})
 
     if dist.main:
-        print(f"any2seq: {n_params / 1e6:.1f}M parameters, {len(batches.kept)} training pairs, "
+        print(f"any2seq: {cfg.task}, {n_params / 1e6:.1f}M parameters, {len(batches.kept)} training examples, "
               f"{threads} threads x {dist.world} process(es) -> {out}", file=sys.stderr)
-    d_model = getattr(cfg.model.decoder, "d_model", 512)
+    d_model = getattr(cfg.model.decoder, "d_model", 512)  # the noam schedule's scale
     state, reason = fit(model, optimizer, batches, validate, on_best, out, cfg.train, dist, state, d_model, progress)
     if dist.main and reason != "interrupted":
         _finish(out)

@@ -17,12 +17,17 @@ POOL_BATCHES = 100  # sort by length within pools of this many batches' worth of
 
 @dataclass
 class Batch:
-    """Padded source and target ids; ``tgt`` ends in EOS (the model shifts it right itself)."""
+    """Padded sources and targets; token targets end in EOS (the model shifts them right itself).
 
-    src: Tensor  # (B, S) source ids, padded with PAD
-    src_lengths: Tensor  # (B,)
-    tgt: Tensor  # (B, T) target ids followed by EOS, padded with PAD
-    tgt_lengths: Tensor  # (B,) counting the EOS
+    Sources are ids (B, S), waveforms (B, N), images (B, C, H, W) or videos (B, F, C, H, W);
+    targets are ids (B, T) or frames (B, T, C, H, W). Dimension 1 is the padded time axis of
+    anything that has lengths; an image has none (``src_lengths`` is None).
+    """
+
+    src: Tensor
+    src_lengths: Optional[Tensor]  # (B,) or None for fixed-size inputs
+    tgt: Tensor
+    tgt_lengths: Tensor  # (B,) target tokens counting the EOS, or target frames
 
     @property
     def n_tokens(self) -> int:
@@ -35,14 +40,17 @@ class Batch:
         A batch with fewer rows than ``world`` leaves some ranks an empty shard.
         """
         rows = slice(rank, None, world)
-        src_lengths, tgt_lengths = self.src_lengths[rows], self.tgt_lengths[rows]
-        return Batch(
-            self.src[rows, : _width(src_lengths)], src_lengths,
-            self.tgt[rows, : _width(tgt_lengths)], tgt_lengths,
-        )
+        tgt_lengths = self.tgt_lengths[rows]
+        if self.src_lengths is None:
+            src, src_lengths = self.src[rows], None
+        else:
+            src_lengths = self.src_lengths[rows]
+            src = self.src[rows, : _width(src_lengths)]
+        return Batch(src, src_lengths, self.tgt[rows, : _width(tgt_lengths)], tgt_lengths)
 
     def to(self, device) -> "Batch":
-        return Batch(self.src.to(device), self.src_lengths.to(device), self.tgt.to(device), self.tgt_lengths.to(device))
+        src_lengths = None if self.src_lengths is None else self.src_lengths.to(device)
+        return Batch(self.src.to(device), src_lengths, self.tgt.to(device), self.tgt_lengths.to(device))
 
 
 def _width(lengths) -> int:
@@ -144,6 +152,58 @@ def collate(src: TokenArray | Sequence[Sequence[int]], tgt: TokenArray | Sequenc
     )
 
 
+class Items:
+    """An in-memory split for ``collate_items``: one item per example and its batching size.
+
+    ``kind`` says how items are padded: "tokens" (id lists), "sequence" (arrays whose first axis
+    is time, e.g. waveforms or frames) or "fixed" (arrays of one shape, e.g. images).
+    """
+
+    KINDS = ("tokens", "sequence", "fixed")
+
+    def __init__(self, items: Sequence, lengths, kind: str):
+        if kind not in self.KINDS:
+            raise ValueError(f"kind must be one of {self.KINDS}, got {kind!r}")
+        if len(items) != len(lengths):
+            raise ValueError(f"{len(items)} items but {len(lengths)} lengths")
+        self.items, self.lengths, self.kind = items, np.asarray(lengths, dtype=np.int64), kind
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i):
+        return self.items[i]
+
+
+def pad_items(items: Items, indices, eos: bool) -> tuple[Tensor, Optional[Tensor]]:
+    """Pad one side of a batch: (tensor, lengths) -- lengths None for fixed-size items."""
+    rows = [items[i] for i in indices]
+    if items.kind == "tokens":
+        lengths = np.array([len(r) for r in rows], dtype=np.int64)
+        ids = _pad(rows, lengths, _width(lengths + eos))
+        if eos:
+            ids[np.arange(len(rows)), lengths] = Tokenizer.EOS
+            lengths = lengths + 1
+        return torch.from_numpy(ids), torch.from_numpy(lengths)
+    arrays = [np.asarray(r, dtype=np.float32) for r in rows]
+    if items.kind == "fixed":
+        return torch.from_numpy(np.stack(arrays)), None
+    lengths = np.array([len(a) for a in arrays], dtype=np.int64)
+    out = np.zeros((len(arrays), _width(lengths), *arrays[0].shape[1:]), dtype=np.float32)
+    for row, a in enumerate(arrays):
+        out[row, : len(a)] = a
+    return torch.from_numpy(out), torch.from_numpy(lengths)
+
+
+def collate_items(src: Items, tgt: Items, indices) -> Batch:
+    """The batch of examples ``indices`` from in-memory items; token targets gain an EOS."""
+    src_tensor, src_lengths = pad_items(src, indices, eos=False)
+    tgt_tensor, tgt_lengths = pad_items(tgt, indices, eos=True)
+    if tgt_lengths is None:
+        raise ValueError("targets need lengths: use kind 'tokens' or 'sequence'")
+    return Batch(src_tensor, src_lengths, tgt_tensor, tgt_lengths)
+
+
 class BatchStream:
     """Training batches forever, epoch after epoch; save ``position`` to resume exactly there.
 
@@ -151,8 +211,8 @@ class BatchStream:
     with more than ``max_len`` subword tokens on either side (so ``tgt`` is at most max_len + 1 wide).
     """
 
-    def __init__(self, src: TokenArray, tgt: TokenArray, batch_tokens: int, seed: int,
-                 position: tuple[int, int] = (0, 0), max_len: Optional[int] = None):
+    def __init__(self, src: TokenArray | Items, tgt: TokenArray | Items, batch_tokens: int, seed: int,
+                 position: tuple[int, int] = (0, 0), max_len: Optional[int] = None, collate_fn=None):
         if len(src) != len(tgt):
             raise ValueError(f"{len(src)} source but {len(tgt)} target sequences")
         src_lengths, tgt_lengths = src.lengths, tgt.lengths
@@ -168,6 +228,7 @@ class BatchStream:
             src_lengths, tgt_lengths = src_lengths[self.kept], tgt_lengths[self.kept]
         self.src_lengths, self.tgt_lengths = src_lengths, tgt_lengths
         self.src, self.tgt, self.batch_tokens, self.seed = src, tgt, batch_tokens, seed
+        self.collate = collate_fn or (collate_items if isinstance(src, Items) else collate)
         self.epoch, self.index = position
         self.batches = self._epoch_batches(self.epoch)  # this epoch's batches, as corpus indices
         if not 0 <= self.index <= len(self.batches):
@@ -192,4 +253,4 @@ class BatchStream:
         if epoch != self.epoch:
             self.epoch, self.batches = epoch, self._epoch_batches(epoch)
         self.index = index + 1
-        return collate(self.src, self.tgt, self.batches[index])
+        return self.collate(self.src, self.tgt, self.batches[index])

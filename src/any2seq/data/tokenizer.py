@@ -14,7 +14,7 @@ from any2seq.data.text import count_lines, read_lines
 from any2seq.errors import UserError, where
 from any2seq.fileio import atomic_write
 
-KINDS = ("bpe", "unigram")
+KINDS = ("bpe", "unigram", "word", "char")
 _TRAIN_THREADS = 4  # fixed, not os.cpu_count(): the trained model must not depend on the machine
 
 

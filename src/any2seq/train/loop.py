@@ -68,8 +68,11 @@ class StopRequest:
         signal.signal(signal.SIGINT, self.previous)
 
 
+HIGHER_IS_BETTER = {"bleu", "chrf", "exact"}  # loss, wer, cer and mse are errors
+
+
 def better(metric: str, value: float, best: float | None) -> bool:
-    return best is None or (value > best if metric == "bleu" else value < best)
+    return best is None or (value > best if metric in HIGHER_IS_BETTER else value < best)
 
 
 def fit(model: nn.Module, optimizer: torch.optim.Optimizer, batches: Iterator, validate: Callable[[], dict],

@@ -1,28 +1,18 @@
-"""The translation task: parallel text files -> subword tokenizers -> cached ids -> batches,
-and decoding plus sacreBLEU scoring for validation and evaluation."""
+"""Translation: parallel text files -> subword tokenizers -> cached ids -> batches, and decoding
+plus sacreBLEU scoring for validation and evaluation."""
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from .config import Config, DataConfig, TokenizerConfig
-from .data import (
-    BatchStream,
-    Tokenizer,
-    check_parallel,
-    collate,
-    encode_cached,
-    make_batches,
-    read_lines,
-    train_tokenizer,
-)
-from .decoding import SearchOptions, decode_ids
-from .errors import UserError
-from .metrics import bleu_chrf
-
-JOINT, SRC, TGT = "spm.model", "spm.src.model", "spm.tgt.model"
+from ..config import Config, DataConfig, TokenizerConfig
+from ..data import BatchStream, check_parallel, collate, encode_cached, make_batches, read_lines, train_tokenizer
+from ..decoding import SearchOptions, decode_ids
+from ..errors import UserError
+from ..metrics import bleu_chrf
+from ..models import build_model
+from .base import JOINT, SRC, TGT, Task, Tokenizers, check_split
 
 
 def split_path(data: DataConfig, split: str, lang: str, key: str) -> Path:
@@ -32,21 +22,6 @@ def split_path(data: DataConfig, split: str, lang: str, key: str) -> Path:
         if candidate.is_file():
             return candidate
     raise UserError(f"data.{key}: {base}[.gz]: no such file (data.root is {data.root!r})")
-
-
-@dataclass
-class Tokenizers:
-    src: Tokenizer
-    tgt: Tokenizer
-
-    @staticmethod
-    def load(run_dir: Path, joint: bool) -> "Tokenizers":
-        """The model(s) the config says a run has (files of an earlier, failed attempt are ignored)."""
-        run_dir = Path(run_dir)
-        if joint:
-            shared = Tokenizer.load(run_dir / JOINT)
-            return Tokenizers(shared, shared)
-        return Tokenizers(Tokenizer.load(run_dir / SRC), Tokenizer.load(run_dir / TGT))
 
 
 def check_data(cfg: Config) -> None:
@@ -69,7 +44,7 @@ def prepare_tokenizers(cfg: Config, run_dir: Path, reuse: bool) -> Tokenizers:
     return Tokenizers(_train(tok, [src], run_dir / SRC, cfg.train.seed), _train(tok, [tgt], run_dir / TGT, cfg.train.seed))
 
 
-def _train(tok: TokenizerConfig, paths: list[Path], out: Path, seed: int) -> Tokenizer:
+def _train(tok: TokenizerConfig, paths: list[Path], out: Path, seed: int):
     return train_tokenizer(paths, out, tok.vocab_size, tok.kind, tok.character_coverage, seed=seed)
 
 
@@ -122,3 +97,53 @@ def make_validate(model, toks: Tokenizers, cfg: Config, device, with_bleu: bool)
         return metrics
 
     return validate
+
+
+class Translation(Task):
+    name = "translation"
+
+    def check_data(self, cfg):
+        check_data(cfg)
+
+    def prepare(self, cfg, run_dir, reuse):
+        return prepare_tokenizers(cfg, run_dir, reuse)
+
+    def load_tokenizers(self, cfg, run_dir):
+        return Tokenizers.load(run_dir, cfg.tokenizer.joint)
+
+    def build_model(self, cfg, toks, label_smoothing=0.0):
+        return build_model(cfg.model, toks.src.vocab_size, toks.tgt.vocab_size, label_smoothing)
+
+    def training_batches(self, cfg, toks, position=(0, 0)):
+        return training_batches(cfg, toks, position)
+
+    def make_validate(self, model, toks, cfg, device, decode):
+        return make_validate(model, toks, cfg, device, decode)
+
+    def evaluate(self, model, toks, cfg, split, opts, device="cpu", progress=False):
+        name = {"train": cfg.data.train, "valid": cfg.data.valid, "test": cfg.data.test}[check_split(split)]
+        src, refs = read_split(cfg, name, split)
+        hyps = [n[0] for n in translate_lines(model, toks, src, opts, cfg.decode.batch_tokens, device, progress)]
+        scores = bleu_chrf(hyps, refs)
+        return {k: scores[k] for k in ("bleu", "chrf", "signature")}, hyps
+
+    def read_inputs(self, cfg, inputs):
+        return read_text_inputs(inputs)
+
+    def predict(self, model, toks, cfg, inputs, opts, device="cpu", progress=False):
+        hyps = decode_ids(model, toks.src.encode(list(inputs)), opts, cfg.decode.batch_tokens, device, progress)
+        return [{"outputs": [{"text": text, "score": h.normalized}
+                             for text, h in zip(toks.tgt.decode([h.tokens for h in n_best]), n_best)]}
+                for n_best in hyps]
+
+    def card(self, cfg, batches):
+        return {"src_lang": cfg.data.src_lang, "tgt_lang": cfg.data.tgt_lang,
+                "data": {"root": cfg.data.root, "train": cfg.data.train, "pairs": int(len(batches.kept))}}
+
+
+def read_text_inputs(inputs: list) -> list[str]:
+    """Text inputs are strings; anything else is a caller's mistake that names the input."""
+    for i, item in enumerate(inputs):
+        if not isinstance(item, str):
+            raise UserError(f"input {i + 1}: this model reads text, got {type(item).__name__}")
+    return list(inputs)

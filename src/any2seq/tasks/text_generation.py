@@ -1,0 +1,104 @@
+"""Text generation from concepts (CommonGen-style; Lin et al., 2020): a caption's content words,
+sorted, are the input; the caption is the output. Data: Multi30k's English side."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from ..config import Config
+from ..data import Items, read_lines
+from ..errors import UserError
+from ..metrics import bleu_chrf
+from .base import JOINT, TextOutputTask, Tokenizers, check_split, train_text_tokenizer
+from .translation import read_text_inputs
+
+# Function words never count as concepts (a short closed-class list; content words remain).
+STOPWORDS = frozenset("""
+a an the and or but nor of in on at to for from by with without into onto over under up down out off
+near next through across along around behind between above below while as is are was were be been
+being am has have had do does did this that these those there here it its they them their he him his
+she her hers we us our you your i me my some any each one two three another other who whom whose which
+what where when while very too also just not no so than then such all both few more most several
+""".split())
+_WORD = re.compile(r"[a-z]+(?:'[a-z]+)?")
+
+
+def concepts(caption: str) -> list[str]:
+    """The caption's content words: lower-cased, stop words and duplicates removed, sorted."""
+    return sorted({w for w in _WORD.findall(caption.lower()) if w not in STOPWORDS and len(w) > 1})
+
+
+def coverage(inputs: list[str], outputs: list[str]) -> float:
+    """Percent of input concepts that appear (as words) in the output."""
+    hit = total = 0
+    for src, out in zip(inputs, outputs):
+        words = set(_WORD.findall(out.lower()))
+        wanted = src.split()
+        hit, total = hit + sum(w in words for w in wanted), total + len(wanted)
+    return 100.0 * hit / max(total, 1)
+
+
+def distinct_n(outputs: list[str], n: int = 2) -> float:
+    """Percent of distinct n-grams among all n-grams of the outputs (Li et al., 2016)."""
+    grams = [tuple(words[i: i + n]) for out in outputs for words in [out.lower().split()]
+             for i in range(len(words) - n + 1)]
+    return 100.0 * len(set(grams)) / max(len(grams), 1)
+
+
+class TextGeneration(TextOutputTask):
+    name = "text_generation"
+
+    def _path(self, cfg: Config, split: str) -> Path:
+        data = cfg.data
+        name = {"train": data.train, "valid": data.valid, "test": data.test}[check_split(split)]
+        base = Path(data.root) / f"{name}.{data.lang}"
+        for candidate in (base.with_name(base.name + ".gz"), base):
+            if candidate.is_file():
+                return candidate
+        raise UserError(f"data.{split}: {base}[.gz]: no such file (data.root is {data.root!r})")
+
+    def check_data(self, cfg):
+        for split in ("train", "valid"):
+            self._path(cfg, split)
+
+    def examples(self, cfg, split):
+        captions = [c.strip() for c in read_lines(self._path(cfg, split))]
+        if cfg.data.max_examples:
+            captions = captions[: cfg.data.max_examples]
+        pairs = [(" ".join(concepts(c)), c) for c in captions]
+        pairs = [(src, tgt) for src, tgt in pairs if src]  # a caption of stop words only has no concepts
+        return [p[0] for p in pairs], [p[1] for p in pairs]
+
+    def prepare(self, cfg, run_dir, reuse):
+        if reuse:
+            return self.load_tokenizers(cfg, run_dir)
+        sources, targets = self.examples(cfg, "train")
+        shared = train_text_tokenizer(cfg, sources + targets, Path(run_dir) / JOINT)  # one language: one model
+        return Tokenizers(shared, shared)
+
+    def load_tokenizers(self, cfg, run_dir):
+        return Tokenizers.load(run_dir, joint=True)
+
+    def source_items(self, cfg, toks, sources):
+        ids = toks.src.encode(list(sources))
+        return Items(ids, [len(i) for i in ids], "tokens")
+
+    def read_inputs(self, cfg, inputs):
+        """Concepts may be given in any order and case; they are normalised as in training."""
+        return [" ".join(sorted({w.lower() for w in text.split()})) for text in read_text_inputs(inputs)]
+
+    def score(self, hyps, refs):
+        scores = bleu_chrf(hyps, refs)
+        return {"bleu": scores["bleu"], "coverage": coverage([" ".join(concepts(r)) for r in refs], hyps),
+                "distinct_2": distinct_n(hyps, 2)}
+
+    def evaluate(self, model, toks, cfg, split, opts, device="cpu", progress=False):
+        sources, refs = self.examples(cfg, split)
+        src = self.source_items(cfg, toks, sources)
+        hyps = self.decode(model, toks, src, opts, cfg, device, progress)
+        scores = bleu_chrf(hyps, refs)
+        return {"bleu": scores["bleu"], "coverage": coverage(sources, hyps), "distinct_2": distinct_n(hyps, 2),
+                "signature": scores["signature"]}, hyps
+
+    def card(self, cfg, batches):
+        return {"data": {"root": cfg.data.root, "lang": cfg.data.lang, "pairs": int(len(batches.kept))}}
