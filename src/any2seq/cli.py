@@ -27,6 +27,11 @@ EXAMPLES = {
   any2seq evaluate --model runs/speech --split test --json
   any2seq evaluate --model runs/demo --src data/multi30k/test_2016_flickr.de.gz --ref data/multi30k/test_2016_flickr.en.gz
   any2seq evaluate --model runs/demo --src test.de --ref test.en --beam 5 --json""",
+    "info": """examples:
+  any2seq info --model runs/demo
+  any2seq info --model runs/speech --json""",
+    "download": """examples:
+  any2seq download fsdd --out data/fsdd     # then: --set data.root=data/fsdd""",
     "average": """examples:
   any2seq average runs/demo --last 5 --out runs/demo-avg""",
 }
@@ -102,6 +107,16 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--lowercase", action="store_true", help="case-insensitive scores (the papers' setting)")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
     p.add_argument("--hyps", type=Path, default=None, help="also write the translations to this file")
+
+    p = sub.add_parser("info", help="the model card: task, architecture, parameters, data, metrics",
+                       epilog=EXAMPLES["info"], formatter_class=fmt)
+    p.add_argument("--model", required=True, type=Path, help="a model directory written by `any2seq train`")
+    p.add_argument("--json", action="store_true", help="print the card and config as JSON")
+
+    p = sub.add_parser("download", help="download a public data set", epilog=EXAMPLES["download"],
+                       formatter_class=fmt)
+    p.add_argument("dataset", choices=["fsdd"], help="fsdd: the Free Spoken Digit Dataset (CC BY-SA 4.0)")
+    p.add_argument("--out", type=Path, required=True, help="the folder to put it in")
 
     p = sub.add_parser("average", help="average the last N checkpoints into a new model directory",
                        epilog=EXAMPLES["average"], formatter_class=fmt)
@@ -264,6 +279,49 @@ def _evaluate_files(args) -> int:
     return 0
 
 
+def cmd_info(args) -> int:
+    from .config import config_to_dict
+    from .modeldir import read_card, read_config
+
+    card, cfg = read_card(args.model), read_config(args.model)
+    if args.json:
+        print(json.dumps({"card": card, "config": config_to_dict(cfg)}, indent=2))
+        return 0
+    enc, dec = cfg.model.encoder, cfg.model.decoder
+    valid = card.get("valid", {})
+    rows = [("model", str(args.model)), ("task", f"{card.get('task')} ({card.get('input', 'text')} -> "
+                                                f"{card.get('output', 'text')})"),
+            ("encoder", _describe(enc)), ("decoder", _describe(dec)),
+            ("parameters", f"{card.get('parameters', 0):,}"),
+            ("data", json.dumps(card.get("data", {}))),
+            ("best step", str(card.get("step", "?"))),
+            ("valid", ", ".join(f"{k} {v:.2f}" for k, v in valid.items() if isinstance(v, float)) or "-")]
+    if "signature" in valid:
+        rows.append(("sacreBLEU", valid["signature"]))
+    if "averaged" in card:
+        rows.append(("averaged", ", ".join(card["averaged"])))
+    rows.append(("written by", f"any2seq {card.get('any2seq_version', '?')} (format {card.get('format_version')})"))
+    for key, value in rows:
+        print(f"{key:<11} {value}")
+    return 0
+
+
+def _describe(component) -> str:
+    """One line for an encoder or decoder config: its kind and sizes."""
+    from dataclasses import asdict
+
+    fields = {k: v for k, v in asdict(component).items() if k != "kind"}
+    return f"{component.kind} (" + ", ".join(f"{k} {v}" for k, v in fields.items()) + ")"
+
+
+def cmd_download(args) -> int:
+    from .data.audio import download_fsdd
+
+    path = download_fsdd(args.out)
+    print(f"any2seq: FSDD recordings in {path}; train with --set data.root={args.out}", file=sys.stderr)
+    return 0
+
+
 def cmd_average(args) -> int:
     from .fileio import atomic_write, writable_dir
     from .modeldir import read_card, write_card
@@ -290,7 +348,7 @@ def cmd_average(args) -> int:
 
 
 COMMANDS = {"train": cmd_train, "translate": cmd_translate, "predict": cmd_predict, "evaluate": cmd_evaluate,
-            "average": cmd_average}
+            "info": cmd_info, "download": cmd_download, "average": cmd_average}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -90,7 +90,7 @@ class TextGeneration(TextOutputTask):
     def score(self, hyps, refs):
         scores = bleu_chrf(hyps, refs)
         return {"bleu": scores["bleu"], "coverage": coverage([" ".join(concepts(r)) for r in refs], hyps),
-                "distinct_2": distinct_n(hyps, 2)}
+                "distinct_2": distinct_n(hyps, 2), "signature": scores["signature"]}
 
     def evaluate(self, model, toks, cfg, split, opts, device="cpu", progress=False):
         sources, refs = self.examples(cfg, split)

@@ -93,7 +93,7 @@ def make_validate(model, toks: Tokenizers, cfg: Config, device, with_bleu: bool)
             opts = SearchOptions(beam=1, max_len_a=cfg.decode.max_len_a, max_len_b=cfg.decode.max_len_b)
             hyps = [n[0] for n in translate_lines(model, toks, src_lines, opts, cfg.decode.batch_tokens, device)]
             scores = bleu_chrf(hyps, ref_lines)
-            metrics.update(bleu=scores["bleu"], chrf=scores["chrf"])
+            metrics.update(bleu=scores["bleu"], chrf=scores["chrf"], signature=scores["signature"])
         return metrics
 
     return validate
