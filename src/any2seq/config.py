@@ -123,10 +123,14 @@ class FramesDecoderConfig:
     dropout: float = 0.1
     patch: int = 4  # frames are cut into patch x patch tiles, one token each
     loss: Literal["mse", "l1"] = "mse"
+    start: Literal["blank", "last_input"] = "blank"  # the first frame fed: blank, or the input video's last
+    train_feed: Literal["truth", "own"] = "truth"  # fed in training: true frames (teacher forcing) or the
+    # decoder's own predictions (free running: trains exactly what rollout does, no exposure bias)
 
     def check(self):
         _require(self.d_model % self.heads == 0, "d_model", f"{self.d_model} is not a multiple of heads={self.heads}")
         _require(self.patch >= 1, "patch", "must be at least 1")
+        _require(self.layers >= 1, "layers", "must be at least 1")
 
 
 EncoderConfig = Union[TransformerEncoderConfig, RNNEncoderConfig, ImageEncoderConfig, VideoEncoderConfig,

@@ -1,4 +1,5 @@
-"""Evaluation metrics from the field's standard libraries: BLEU and chrF via sacreBLEU (Post, 2018)."""
+"""Evaluation metrics from the field's standard libraries: BLEU and chrF via sacreBLEU (Post, 2018), WER and
+CER via jiwer, and frame metrics (MSE, SSIM) for video."""
 from __future__ import annotations
 
 from sacrebleu.metrics import BLEU, CHRF
@@ -10,3 +11,90 @@ def bleu_chrf(hyps: list[str], refs: list[str], lowercase: bool = False) -> dict
     b, c = bleu.corpus_score(hyps, [refs]), chrf.corpus_score(hyps, [refs])
     return {"bleu": round(b.score, 2), "chrf": round(c.score, 2),
             "signature": str(bleu.get_signature()), "chrf_signature": str(chrf.get_signature())}
+
+
+def wer_cer(hyps: list[str], refs: list[str]) -> dict:
+    """Corpus word and character error rates in percent via jiwer: (S + D + I) / reference length.
+
+    Empty references are fine: their hypothesis words count as insertions, and with no reference
+    words at all the rate is 0 when nothing was hypothesised and 100 otherwise (no division by zero).
+    """
+    import jiwer  # imported here: only speech recognition needs it
+
+    if len(hyps) != len(refs):
+        raise ValueError(f"{len(hyps)} hypotheses for {len(refs)} references")
+    if not refs:
+        return {"wer": 0.0, "cer": 0.0}
+
+    def rate(out) -> float:
+        errors = out.substitutions + out.deletions + out.insertions
+        n = out.hits + out.substitutions + out.deletions  # the reference length
+        return round(100.0 * errors / n, 2) if n else (100.0 if errors else 0.0)
+
+    return {"wer": rate(jiwer.process_words(reference=refs, hypothesis=hyps)),
+            "cer": rate(jiwer.process_characters(reference=refs, hypothesis=hyps))}
+
+
+# ---- frame metrics (video prediction, text-to-video) ----------------------------------------------
+# MSE as in Moving MNIST papers (Srivastava et al., 2015) and SSIM (Wang et al., 2004), on pixels in
+# [0, 1], for predictions and targets of shape (..., C, H, W): any leading axes (sequences, frames).
+
+import numpy as np  # here, not at the top: this section was appended to the file
+
+SSIM_WINDOW, SSIM_SIGMA, SSIM_K1, SSIM_K2 = 11, 1.5, 0.01, 0.03
+
+
+def gaussian_filter(x: np.ndarray, size: int, sigma: float) -> np.ndarray:
+    """'valid' 2-D Gaussian filtering of the last two axes, separably: (..., H, W) -> (..., H-s+1, W-s+1)."""
+    taps = np.exp(-((np.arange(size) - (size - 1) / 2) ** 2) / (2 * sigma ** 2))
+    taps /= taps.sum()
+    x = np.lib.stride_tricks.sliding_window_view(x, size, axis=-1) @ taps  # along W
+    return np.lib.stride_tricks.sliding_window_view(x, size, axis=-2) @ taps  # along H
+
+
+def ssim(pred: np.ndarray, true: np.ndarray) -> np.ndarray:
+    """Mean SSIM per image (Wang et al., 2004): Gaussian window 11, sigma 1.5, K1 0.01, K2 0.03,
+    data range 1, averaged over the valid window positions and the channels. (..., C, H, W) -> (...).
+
+    Images smaller than 11 pixels use the largest odd window that fits.
+    """
+    pred, true = np.asarray(pred, np.float64), np.asarray(true, np.float64)
+    size = min(SSIM_WINDOW, pred.shape[-1] - (1 - pred.shape[-1] % 2), pred.shape[-2] - (1 - pred.shape[-2] % 2))
+
+    def blur(x):
+        return gaussian_filter(x, size, SSIM_SIGMA)
+
+    mu_p, mu_t = blur(pred), blur(true)
+    var_p, var_t = blur(pred * pred) - mu_p ** 2, blur(true * true) - mu_t ** 2
+    cov = blur(pred * true) - mu_p * mu_t
+    c1, c2 = SSIM_K1 ** 2, SSIM_K2 ** 2
+    ssim_map = ((2 * mu_p * mu_t + c1) * (2 * cov + c2)) / ((mu_p ** 2 + mu_t ** 2 + c1) * (var_p + var_t + c2))
+    return ssim_map.mean(axis=(-3, -2, -1))
+
+
+def frame_metrics(pred, true) -> dict:
+    """Frame quality of ``pred`` against ``true``, both (..., C, H, W) with pixels in [0, 1]:
+
+    mse: per frame the mean over its C*H*W pixels, averaged over all frames;
+    mse_per_frame_sum: per frame the sum over its pixels (the figure Moving MNIST papers report);
+    ssim: per frame the mean SSIM, averaged over all frames (1 = identical).
+    """
+    pred, true = np.asarray(pred, np.float64), np.asarray(true, np.float64)
+    if pred.shape != true.shape or pred.ndim < 3:
+        raise ValueError(f"prediction {pred.shape} and target {true.shape} must be equal shapes (..., C, H, W)")
+    squared = ((pred - true) ** 2).reshape(-1, int(np.prod(pred.shape[-3:])))  # (frames, pixels)
+    return {"mse": float(squared.mean(1).mean()), "mse_per_frame_sum": float(squared.sum(1).mean()),
+            "ssim": float(ssim(pred, true).mean())}
+
+
+def copy_last_baseline(inputs, n: int) -> np.ndarray:
+    """The last input frame repeated ``n`` times: inputs (..., F, C, H, W) -> (..., n, C, H, W)."""
+    inputs = np.asarray(inputs)
+    return np.repeat(inputs[..., -1:, :, :, :], n, axis=-4)
+
+
+def mean_frame_baseline(train_frames, shape) -> np.ndarray:
+    """The mean training frame, (..., C, H, W) averaged over every leading axis, broadcast to ``shape``."""
+    train_frames = np.asarray(train_frames, np.float32)
+    mean = train_frames.reshape(-1, *train_frames.shape[-3:]).mean(0)  # (C, H, W)
+    return np.broadcast_to(mean, tuple(shape)).copy()

@@ -51,21 +51,35 @@ class Seq2Seq(EncoderDecoder):
 
 
 class FrameSeq2Seq(EncoderDecoder):
-    """An encoder-decoder over frame targets (video): regression loss and autoregressive rollout."""
+    """An encoder-decoder over frame targets (video): regression loss and autoregressive rollout.
 
-    def __init__(self, encoder: Encoder, decoder: Decoder, loss: str = "mse"):
+    The decoder reads a start frame (blank, or with ``start="last_input"`` the source video's last
+    frame) and then each frame before the one it predicts: the true ones in training with
+    ``train_feed="truth"`` (teacher forcing), or its own predictions with ``train_feed="own"``, as
+    in rollout, so training sees the errors rollout feeds back (no exposure bias).
+    """
+
+    def __init__(self, encoder: Encoder, decoder: Decoder, loss: str = "mse", start: str = "blank",
+                 train_feed: str = "truth"):
         super().__init__(encoder, decoder)
-        self.loss_kind = loss
+        self.loss_kind, self.start, self.train_feed = loss, start, train_feed
 
-    @staticmethod
-    def decoder_input(tgt: Tensor) -> Tensor:
-        """The frame analogue of ``shift_right``: a blank start frame, then all frames but the last."""
-        return torch.cat([torch.zeros_like(tgt[:, :1]), tgt[:, :-1]], dim=1)
+    def start_frame(self, src: Tensor, src_lengths, frame_shape) -> Tensor:
+        """(B, 1, C, H, W): what the decoder reads first."""
+        if self.start == "last_input":  # src is a video (B, F, C, H, W)
+            last = (src_lengths - 1) if src_lengths is not None else torch.full_like(src[:, 0, 0, 0, 0], -1).long()
+            return src[torch.arange(src.size(0), device=src.device), last][:, None].float()
+        return torch.zeros(src.size(0), 1, *frame_shape, device=src.device)
 
     def loss(self, batch) -> tuple[Tensor, int]:
         """Summed per-frame error (mean over pixels) over the real target frames, and their count."""
-        pred, _ = self(batch.src, self.decoder_input(batch.tgt), batch.src_lengths)  # (B, T, C, H, W)
-        diff = (pred.float() - batch.tgt).flatten(2)
+        tgt = batch.tgt  # (B, T, C, H, W)
+        start = self.start_frame(batch.src, batch.src_lengths, tgt.shape[2:])
+        if self.train_feed == "own":
+            pred = self._rollout(self.encode(batch.src, batch.src_lengths), start, tgt.size(1))
+        else:
+            pred, _ = self(batch.src, torch.cat([start, tgt[:, :-1]], dim=1), batch.src_lengths)
+        diff = (pred.float() - tgt).flatten(2)
         per_frame = diff.square().mean(-1) if self.loss_kind == "mse" else diff.abs().mean(-1)  # (B, T)
         real = lengths_to_mask(batch.tgt_lengths, per_frame.size(1))
         return per_frame.masked_fill(~real, 0.0).sum(), int(batch.tgt_lengths.sum())
@@ -73,17 +87,19 @@ class FrameSeq2Seq(EncoderDecoder):
     def encode(self, src: Tensor, src_lengths):
         return self.decoder.init_state(self.encoder(src, src_lengths), src_lengths)
 
-    @torch.no_grad()
-    def rollout(self, src: Tensor, src_lengths, n_frames: int, frame_shape: tuple[int, int, int]) -> Tensor:
-        """Generate ``n_frames`` frames (B, n, C, H, W), each fed back as the next input."""
-        state = self.encode(src, src_lengths)
-        frame = src.new_zeros(src.size(0), 1, *frame_shape, dtype=torch.float32)
+    def _rollout(self, state, frame: Tensor, n_frames: int) -> Tensor:
         frames = []
         for _ in range(n_frames):
             pred, state = self.decoder(frame, state)
             frame = pred[:, -1:].float()
             frames.append(frame)
-        return torch.cat(frames, dim=1)
+        return torch.cat(frames, dim=1)  # (B, n, C, H, W)
+
+    @torch.no_grad()
+    def rollout(self, src: Tensor, src_lengths, n_frames: int, frame_shape: tuple[int, int, int]) -> Tensor:
+        """Generate ``n_frames`` frames (B, n, C, H, W), each fed back as the next input."""
+        start = self.start_frame(src, src_lengths, frame_shape)
+        return self._rollout(self.encode(src, src_lengths), start, n_frames)
 
 
 # --- the factory: read it top to bottom ---------------------------------------------------------
@@ -163,7 +179,10 @@ def build_model(cfg: ModelConfig, src_vocab: int = 0, tgt_vocab: int = 0, label_
     if cfg.decoder.kind == "frames":
         if frame_shape is None:
             raise UserError("model.decoder.kind: frames needs a task with frame targets (video_prediction, text_to_video)")
-        return FrameSeq2Seq(encoder, frames_decoder(cfg.decoder, frame_shape, memory_dim), cfg.decoder.loss)
+        if cfg.decoder.start == "last_input" and cfg.encoder.kind != "video":
+            raise UserError(f"model.decoder.start: last_input needs a video encoder, not {cfg.encoder.kind}")
+        return FrameSeq2Seq(encoder, frames_decoder(cfg.decoder, frame_shape, memory_dim), cfg.decoder.loss,
+                            cfg.decoder.start, cfg.decoder.train_feed)
     decoder = DECODERS[cfg.decoder.kind](cfg.decoder, tgt_vocab, memory_dim)
     if cfg.tie_output:
         tie_output(decoder)

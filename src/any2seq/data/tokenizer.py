@@ -155,6 +155,7 @@ def train_tokenizer(
             model_writer=model,
             vocab_size=vocab_size,
             model_type=kind,
+            hard_vocab_limit=kind not in ("word", "char"),  # closed vocabularies: vocab_size is a ceiling
             character_coverage=character_coverage,
             pad_id=Tokenizer.PAD, bos_id=Tokenizer.BOS, eos_id=Tokenizer.EOS, unk_id=Tokenizer.UNK,
             input_sentence_size=0,  # _sample already chose the sentences

@@ -4,10 +4,13 @@ from __future__ import annotations
 from .base import Task, Tokenizers
 from .text_generation import TextGeneration
 from .translation import Translation
+from .video import TextToVideo, VideoPrediction
 
 TASKS: dict[str, Task] = {
     "translation": Translation(),
     "text_generation": TextGeneration(),
+    "video_prediction": VideoPrediction(),
+    "text_to_video": TextToVideo(),
 }
 
 

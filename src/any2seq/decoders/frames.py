@@ -1,0 +1,127 @@
+"""Continuous frame decoder: a Transformer over ViT patch tokens (Dosovitskiy et al., 2021) that is
+causal frame by frame, as in video Transformers such as VideoGPT (Yan et al., 2021), with pixels out."""
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from ..interfaces import Decoder, as_memory
+from ..nn.attention import CrossAttention, SelfAttention, attend, merge_heads, split_heads
+from ..nn.dropout import Dropout
+from ..nn.embedding import sinusoids
+from ..nn.transformer import feed_forward
+
+
+def frame_causal_mask(tiles: int, offset: int, per_frame: int, device) -> Tensor:
+    """(tiles, offset + tiles) bool: a tile of frame f sees every tile of frames 0..f, itself included."""
+    query_frame = (torch.arange(tiles, device=device) + offset) // per_frame
+    key_frame = torch.arange(offset + tiles, device=device) // per_frame
+    return key_frame[None, :] <= query_frame[:, None]
+
+
+def block_self_attention(attn: SelfAttention, x: Tensor, per_frame: int, cache: tuple[Tensor, Tensor]):
+    """``SelfAttention`` with a frame-causal mask: x (B, T*N, D) continues the tiles in ``cache``.
+
+    nn/attention.py's forward only knows token-causal masks, so this repeats its few lines with the
+    block mask; the weights are the same module's.
+    """
+    q, k, v = (split_heads(t, attn.heads) for t in attn.qkv(x).chunk(3, dim=-1))  # (B, H, T*N, D/H)
+    offset = cache[0].size(2)
+    if offset:
+        k, v = torch.cat([cache[0], k], dim=2), torch.cat([cache[1], v], dim=2)
+    mask = None
+    if x.size(1) > per_frame:  # one frame at a time sees everything cached: no mask needed
+        mask = frame_causal_mask(x.size(1), offset, per_frame, x.device)
+    return attn.out(merge_heads(attend(q, k, v, mask))), (k, v)
+
+
+class FrameDecoderLayer(nn.Module):
+    """nn/transformer.py's pre-LN ``DecoderLayer`` with frame-causal instead of token-causal self-attention."""
+
+    def __init__(self, d_model: int, heads: int, ff: int, dropout: float, memory_dim: int):
+        super().__init__()
+        self.norm1, self.norm2, self.norm3 = (nn.LayerNorm(d_model) for _ in range(3))
+        self.self_attn = SelfAttention(d_model, heads)
+        self.cross_attn = CrossAttention(d_model, heads, memory_dim)
+        self.ff = feed_forward(d_model, ff)
+        self.drop = Dropout(dropout)
+
+    def forward(self, x: Tensor, per_frame: int, cross_kv, memory_mask: Tensor, cache: tuple):
+        """x (B, T*N, D) continuing the frames in ``cache``; returns (B, T*N, D) and the new cache."""
+        h, cache = block_self_attention(self.self_attn, self.norm1(x), per_frame, cache)
+        x = x + self.drop(h)
+        x = x + self.drop(self.cross_attn(self.norm2(x), cross_kv, memory_mask))
+        return x + self.drop(self.ff(self.norm3(x))), cache
+
+
+class FramesDecoder(Decoder):
+    """Frames (B, T, C, H, W) in [0, 1] -> the next frames (B, T, C, H, W) in [0, 1].
+
+    Each frame is cut into N = (H/patch)(W/patch) tiles; a tile's token is a linear map of its
+    pixels plus a learned tile position and a sinusoidal frame index. State: {"memory_mask" (B, S),
+    "cross": per layer (k, v) of the memory, "self": per layer (k, v) of the tiles so far, each
+    (B, H, t*N, D/H)}.
+    """
+
+    def __init__(self, channels: int, height: int, width: int, d_model: int, layers: int, heads: int,
+                 ff: int, dropout: float, memory_dim: int, patch: int):
+        super().__init__()
+        if patch < 1 or height % patch or width % patch:
+            raise ValueError(f"frame size {height}x{width} must be a multiple of patch {patch}")
+        if d_model % heads:
+            raise ValueError(f"d_model {d_model} must be a multiple of heads {heads}")
+        self.shape = (channels, height, width)
+        self.patch, self.grid = patch, (height // patch, width // patch)
+        self.per_frame = self.grid[0] * self.grid[1]  # N tiles per frame
+        pixels = channels * patch * patch
+        self.embed = nn.Linear(pixels, d_model)
+        self.tile_pos = nn.Parameter(torch.randn(self.per_frame, d_model) * d_model ** -0.5)  # (N, D)
+        self.register_buffer("time", sinusoids(256, d_model), persistent=False)  # (frames, D), grows
+        self.drop = Dropout(dropout)
+        self.layers = nn.ModuleList(FrameDecoderLayer(d_model, heads, ff, dropout, memory_dim) for _ in range(layers))
+        self.norm = nn.LayerNorm(d_model)
+        self.proj = nn.Linear(d_model, pixels)
+
+    def to_tiles(self, frames: Tensor) -> Tensor:
+        """(B, T, C, H, W) -> (B, T*N, C*p*p), tiles in row-major order within each frame."""
+        B, T, C = frames.shape[:3]
+        (gh, gw), p = self.grid, self.patch
+        x = frames.reshape(B, T, C, gh, p, gw, p).permute(0, 1, 3, 5, 2, 4, 6)  # (B, T, gh, gw, C, p, p)
+        return x.reshape(B, T * gh * gw, C * p * p)
+
+    def from_tiles(self, tiles: Tensor) -> Tensor:
+        """(B, T*N, C*p*p) -> (B, T, C, H, W), the inverse of ``to_tiles``."""
+        B = tiles.size(0)
+        (C, H, W), (gh, gw), p = self.shape, self.grid, self.patch
+        x = tiles.reshape(B, -1, gh, gw, C, p, p).permute(0, 1, 4, 2, 5, 3, 6)  # (B, T, C, gh, p, gw, p)
+        return x.reshape(B, -1, C, H, W)
+
+    def init_state(self, enc_outputs, *args):
+        memory = as_memory(enc_outputs, *args)
+        B, H = memory.states.size(0), self.layers[0].self_attn.heads
+        empty = memory.states.new_zeros(B, H, 0, self.norm.normalized_shape[0] // H)
+        return {
+            "memory_mask": memory.mask,
+            "cross": [layer.cross_attn.project(memory.states) for layer in self.layers],
+            "self": [(empty, empty) for _ in self.layers],
+        }
+
+    def positions(self, start: int, frames: int) -> Tensor:
+        """(frames*N, D): tile position plus frame index for frames start..start+frames-1."""
+        if start + frames > self.time.size(0):
+            self.time = sinusoids(2 * (start + frames), self.time.size(1)).to(self.time.device)
+        time = self.time[start: start + frames]  # (T, D)
+        return (time[:, None, :] + self.tile_pos[None, :, :]).reshape(frames * self.per_frame, -1)
+
+    def forward(self, X: Tensor, state):
+        """X (B, T, C, H, W) continuing the frames in ``state`` -> predicted next frames, new state."""
+        if tuple(X.shape[2:]) != self.shape:
+            raise ValueError(f"frames of shape {tuple(X.shape[2:])}, decoder built for {self.shape}")
+        start = state["self"][0][0].size(2) // self.per_frame
+        x = self.drop(self.embed(self.to_tiles(X)) + self.positions(start, X.size(1)))  # (B, T*N, D)
+        caches = []
+        for layer, cross_kv, cache in zip(self.layers, state["cross"], state["self"], strict=True):
+            x, cache = layer(x, self.per_frame, cross_kv, state["memory_mask"], cache)
+            caches.append(cache)
+        pixels = torch.sigmoid(self.proj(self.norm(x)))  # (B, T*N, C*p*p)
+        return self.from_tiles(pixels), {**state, "self": caches}
