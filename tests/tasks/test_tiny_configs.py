@@ -1,0 +1,70 @@
+"""Every task trains from its tiny config, evaluates its split and predicts, through the command line."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from any2seq.cli import main
+
+ROOT = Path(__file__).resolve().parents[2]
+TINY = sorted((ROOT / "configs" / "tiny").glob("*.yaml"))
+
+
+def example_input(task: str, tmp: Path) -> tuple[list[str], str]:
+    """(INPUT arguments, stdin text) that ``any2seq predict`` takes for a task."""
+    if task == "captioning":
+        from PIL import Image
+
+        path = tmp / "scene.png"
+        Image.fromarray(np.full((20, 20), 128, np.uint8)).save(path)
+        return [str(path)], ""
+    if task == "speech":
+        import wave
+
+        path = tmp / "utterance.wav"
+        with wave.open(str(path), "wb") as w:
+            w.setnchannels(1), w.setsampwidth(2), w.setframerate(8000)
+            w.writeframes((np.sin(np.arange(4000) / 5) * 8000).astype("<i2").tobytes())
+        return [str(path)], ""
+    if task == "video_prediction":
+        from any2seq.data.video import moving_digits, write_gif
+
+        path = tmp / "clip.gif"
+        write_gif(path, moving_digits("test", 1, 0, frames=6, canvas=16, size=8)[0])
+        return [str(path)], ""
+    sentences = {"translation": "Ein Hund läuft über die Wiese.", "text_generation": "dog grass run",
+                 "text_to_video": "digit 3 moving down-left quickly"}
+    return [], sentences[task] + "\n"
+
+
+@pytest.mark.parametrize("config", TINY, ids=[p.stem for p in TINY])
+def test_every_task_trains_evaluates_and_predicts_from_its_tiny_config(config, tmp_path, monkeypatch, capsys):
+    import yaml
+
+    task = yaml.safe_load(config.read_text()).get("task", "translation")
+    monkeypatch.chdir(ROOT)  # tiny configs name the repository's data
+    run = tmp_path / "run"
+    assert main(["train", str(config), "--out", str(run), "--no-progress", "--set", "train.max_steps=2",
+                 "--set", "train.valid_every=2"]) == 0
+    card = json.loads((run / "model.json").read_text())
+    assert card["task"] == task and card["step"] == 2
+    capsys.readouterr()
+
+    assert main(["evaluate", "--model", str(run), "--split", "test", "--json", "--beam", "1"]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    headline = {"translation": "bleu", "text_generation": "coverage", "captioning": "bleu", "speech": "wer",
+                "video_prediction": "mse", "text_to_video": "mse"}[task]
+    assert isinstance(metrics[headline], float)
+
+    inputs, stdin = example_input(task, tmp_path)
+    monkeypatch.setattr(sys, "stdin", type("In", (), {"buffer": type("B", (), {"read": lambda s: stdin.encode()})()})())
+    out = ["--out", str(tmp_path / "frames")] if task in ("video_prediction", "text_to_video") else []
+    assert main(["predict", "--model", str(run), *inputs, *out, "--beam", "2"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 1
+    if out:
+        assert Path(lines[0].split("\t")[1]).is_file()  # the GIF of the predicted frames
