@@ -41,11 +41,11 @@ class SearchOptions:
                 raise UserError(f"{flag}: {message}")
 
 
-def _search(model, src: torch.Tensor, lengths, opts: SearchOptions, generator, text_source: bool):
+def _search(model, src: torch.Tensor, lengths, opts: SearchOptions, generator, sizes):
     state = model.encode(src, lengths)
     B, bos, eos = src.size(0), model.bos, model.eos
-    if text_source:  # a translation's length follows its source's
-        limits = (lengths.float() * opts.max_len_a + opts.max_len_b).long().clamp(1, opts.max_len)
+    if sizes is not None:  # an output's length follows its source's: tokens, or audio positions
+        limits = (sizes.float() * opts.max_len_a + opts.max_len_b).long().clamp(1, opts.max_len)
     else:
         limits = torch.full((B,), opts.max_len, dtype=torch.long, device=src.device)
     if opts.sample:
@@ -70,7 +70,8 @@ def decode_items(model, sources: Items, opts: SearchOptions, batch_tokens: int =
                  device: torch.device | str = "cpu", progress: bool = False) -> list[list[Hypothesis]]:
     """Hypotheses (n-best lists) for sources of any modality, in input order, in size-sorted batches.
 
-    ``sources.lengths`` are the batching sizes; a source of size 0 gets empty output.
+    ``sources.lengths`` are the batching sizes; a source of size 0 gets empty output. Outputs of
+    sources with a length (tokens, sequences) are capped at ``max_len_a * size + max_len_b``.
     """
     model.eval()
     lengths = sources.lengths
@@ -86,7 +87,8 @@ def decode_items(model, sources: Items, opts: SearchOptions, batch_tokens: int =
         chunk = todo[start: start + rows]
         src, src_lengths = pad_items(sources, chunk, eos=False)
         src_lengths = None if src_lengths is None else src_lengths.to(device)
-        hyps = _search(model, src.to(device), src_lengths, opts, generator, sources.kind == "tokens")
+        sizes = None if sources.kind == "fixed" else torch.from_numpy(lengths[chunk]).to(device)
+        hyps = _search(model, src.to(device), src_lengths, opts, generator, sizes)
         for i, h in zip(chunk, hyps):
             results[i] = h
         bar.update(len(chunk))

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from .base import Task, Tokenizers
+from .speech import Speech
 from .text_generation import TextGeneration
 from .translation import Translation
 from .video import TextToVideo, VideoPrediction
@@ -9,6 +10,7 @@ from .video import TextToVideo, VideoPrediction
 TASKS: dict[str, Task] = {
     "translation": Translation(),
     "text_generation": TextGeneration(),
+    "speech": Speech(),
     "video_prediction": VideoPrediction(),
     "text_to_video": TextToVideo(),
 }

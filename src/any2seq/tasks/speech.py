@@ -1,0 +1,88 @@
+"""Speech recognition (Listen, Attend and Spell, Chan et al., 2016; Speech-Transformer, Dong et al.,
+2018) on utterances joined from Free Spoken Digit Dataset recordings; WER and CER via jiwer."""
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from ..data import Items
+from ..data.audio import SPLITS, fsdd_recordings, make_utterances, read_wav, split_recordings
+from ..errors import UserError
+from ..metrics import wer_cer
+from .base import TextOutputTask
+
+SAMPLES_PER_POSITION = 320  # a custom encoder's batching size: 40 ms per position, like hop 80 x subsample 4
+
+
+@lru_cache(maxsize=2)
+def _recordings(root: str):
+    return fsdd_recordings(root)
+
+
+@lru_cache(maxsize=8)
+def _utterances(root: str, split: str, n: int, seed: int, min_digits: int, max_digits: int, noise: float,
+                held_out_speaker: str, sample_rate: int):
+    recordings = split_recordings(_recordings(root), split, held_out_speaker)
+    # every split draws from its own generator: the same seed never makes the same sequences twice
+    utterances = make_utterances(recordings, n, seed * 1000 + SPLITS.index(split), min_digits, max_digits,
+                                 noise=noise, sample_rate=sample_rate)
+    return [u[0] for u in utterances], [u[1] for u in utterances]
+
+
+def check_speech_split(split: str) -> str:
+    if split not in SPLITS:
+        raise UserError(f"--split: {split!r} is not one of {', '.join(SPLITS)}")
+    return split
+
+
+class Speech(TextOutputTask):
+    name = "speech"
+    input_kind = "audio"
+
+    def check_data(self, cfg):
+        split_recordings(_recordings(cfg.data.root), "train", cfg.data.held_out_speaker)  # names a bad speaker
+
+    def examples(self, cfg, split):
+        d = cfg.data
+        if check_speech_split(split) == "held_out" and not d.held_out_speaker:
+            raise UserError("--split held_out: this model's config has no data.held_out_speaker")
+        n = {"train": d.n_train, "valid": d.n_valid}.get(split, d.n_test)
+        waves, words = _utterances(d.root, split, n, d.seed, d.min_digits, d.max_digits,
+                                   d.noise if split == "train" else 0.0, d.held_out_speaker, d.sample_rate)
+        return list(waves), list(words)
+
+    def source_items(self, cfg, toks, sources):
+        enc = cfg.model.encoder  # batches are sized in encoder positions, which is what they cost
+        per_position = enc.hop * enc.subsample if enc.kind == "audio" else SAMPLES_PER_POSITION
+        return Items(list(sources), [1 + len(s) // per_position for s in sources], "sequence")
+
+    def score(self, hyps, refs):
+        return wer_cer(hyps, refs)
+
+    def evaluate(self, model, toks, cfg, split, opts, device="cpu", progress=False):
+        """On the test split, also the held-out speaker's WER and CER (a voice never heard in training)."""
+        metrics, hyps = super().evaluate(model, toks, cfg, split, opts, device, progress)
+        if split == "test" and cfg.data.held_out_speaker:
+            held_out, _ = super().evaluate(model, toks, cfg, "held_out", opts, device, progress)
+            metrics.update({f"held_out_{k}": v for k, v in held_out.items()})
+        return metrics, hyps
+
+    def read_inputs(self, cfg, inputs):
+        waves = []
+        for i, item in enumerate(inputs):
+            if isinstance(item, (bytes, bytearray)):
+                waves.append(read_wav(item, cfg.data.sample_rate, name=f"upload {i + 1}"))
+            elif isinstance(item, (str, Path)):
+                if not Path(item).is_file():
+                    raise UserError(f"{item}: no such WAV file (this speech model reads 16-bit mono WAV files)")
+                waves.append(read_wav(item, cfg.data.sample_rate))
+            else:
+                raise UserError(f"input {i + 1}: this speech model reads WAV files, got {type(item).__name__}")
+        return waves
+
+    def card(self, cfg, batches):
+        d = cfg.data
+        speakers = sorted({r.speaker for r in _recordings(d.root)} - {d.held_out_speaker})
+        return {"data": {"source": "Free Spoken Digit Dataset", "root": d.root, "speakers": speakers,
+                         "held_out_speaker": d.held_out_speaker or None, "utterances": int(len(batches.kept)),
+                         "digits_per_utterance": [d.min_digits, d.max_digits]}}
