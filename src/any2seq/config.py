@@ -182,7 +182,7 @@ class ConceptDataConfig:
 class CaptionDataConfig:
     """Image captioning: scenes of real digit scans (``digits``) or a COCO-format caption file (``coco``)."""
     source: Literal["digits", "coco"] = "digits"
-    size: int = 32  # images are resized (coco) or drawn (digits) to size x size
+    size: int = 48  # images are resized (coco) or drawn (digits) to size x size
     seed: int = 1
     n_train: int = 20000  # digits: scenes generated per split
     n_valid: int = 500
@@ -195,7 +195,7 @@ class CaptionDataConfig:
     images: str = "images"  # coco: image folder, relative to root
 
     def check(self):
-        _require(self.size >= 8, "size", "must be at least 8")
+        _require(self.size >= 12, "size", "must be at least 12 (a 3x3 grid of digits)")
         _require(1 <= self.max_digits <= 4, "max_digits", "must be 1 to 4")
         _require(self.source != "coco" or bool(self.root), "root", "a coco source needs data.root")
 
@@ -435,6 +435,11 @@ def _convert(tp, value, key: str):
             raise _Invalid(key, f"expected an integer, got {_show(value)}")
         return value
     if tp is float:
+        if isinstance(value, str):  # YAML 1.1 reads 1e-3 (no dot) as a string; a user means the number
+            try:
+                value = float(value)
+            except ValueError:
+                pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise _Invalid(key, f"expected a number, got {_show(value)}")
         return float(value)

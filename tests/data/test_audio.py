@@ -86,9 +86,12 @@ def test_bad_wav_files_name_the_file(tmp_path, name):
         read_wav(data, name=f"upload-{name}")
 
 
-@pytest.mark.parametrize("make", [lambda p: p / "missing.wav", lambda p: p])  # missing; a folder
-def test_unreadable_paths_name_the_file(tmp_path, make):
-    with pytest.raises(UserError, match=f"^{re.escape(str(make(tmp_path)))}: cannot read audio file"):
+@pytest.mark.parametrize("make, says", [(lambda p: p / "missing.wav", "no such WAV file"),
+                                         (lambda p: p, "cannot read audio file"),  # a folder
+                                         (lambda p: p / ("a" * 300), "cannot read audio file"),  # name too long
+                                         (lambda p: "nul\0in name.wav", "cannot read audio file")])
+def test_unreadable_paths_name_the_file(tmp_path, make, says):
+    with pytest.raises(UserError, match=f"^{re.escape(str(make(tmp_path)))}: {says}"):
         read_wav(make(tmp_path))
 
 

@@ -41,8 +41,10 @@ def read_wav(path_or_bytes, sample_rate: int = 8000, name: str | None = None) ->
         name = name or str(path_or_bytes)
         try:
             data = Path(path_or_bytes).read_bytes()
-        except OSError as e:
-            raise UserError(f"{name}: cannot read audio file ({e.strerror or _one_line(e)})") from None
+        except FileNotFoundError:
+            raise UserError(f"{name}: no such WAV file") from None
+        except (OSError, ValueError) as e:  # ValueError: a NUL in the name
+            raise UserError(f"{name}: cannot read audio file ({getattr(e, 'strerror', None) or _one_line(e)})") from None
     expected = f"expected 16-bit PCM mono WAV at {sample_rate} Hz"
     try:
         with wave.open(io.BytesIO(data), "rb") as w:

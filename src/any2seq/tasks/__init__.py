@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from .base import Task, Tokenizers
+from .captioning import Captioning
 from .speech import Speech
 from .text_generation import TextGeneration
 from .translation import Translation
@@ -10,6 +11,7 @@ from .video import TextToVideo, VideoPrediction
 TASKS: dict[str, Task] = {
     "translation": Translation(),
     "text_generation": TextGeneration(),
+    "captioning": Captioning(),
     "speech": Speech(),
     "video_prediction": VideoPrediction(),
     "text_to_video": TextToVideo(),

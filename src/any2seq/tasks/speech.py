@@ -73,9 +73,7 @@ class Speech(TextOutputTask):
             if isinstance(item, (bytes, bytearray)):
                 waves.append(read_wav(item, cfg.data.sample_rate, name=f"upload {i + 1}"))
             elif isinstance(item, (str, Path)):
-                if not Path(item).is_file():
-                    raise UserError(f"{item}: no such WAV file (this speech model reads 16-bit mono WAV files)")
-                waves.append(read_wav(item, cfg.data.sample_rate))
+                waves.append(read_wav(item, cfg.data.sample_rate))  # names a missing or unreadable file
             else:
                 raise UserError(f"input {i + 1}: this speech model reads WAV files, got {type(item).__name__}")
         return waves

@@ -65,8 +65,6 @@ class VideoPrediction(FramesOutputTask):
     def read_inputs(self, cfg, inputs):
         clips = []
         for item in inputs:
-            if isinstance(item, str) and not Path(item).exists():
-                raise UserError(f"{item}: no such file or folder (this {self.name} model reads a frame folder or GIF)")
             frames = read_frames(item, channels=1, size=cfg.data.canvas)
             clips.append(frames[-cfg.data.frames_in:])  # the model saw frames_in frames in training
         return clips
