@@ -3,20 +3,26 @@ no traceback; exit status 2; and the checkpoints already on disk left byte for b
 
 Every row of CASES runs ``python -m any2seq ...`` in a fresh workspace holding a tiny data set
 (``data/``), its config (``tiny.yaml``) and a model trained from it for two steps (``run/``).
+Every row of MEDIA_CASES does the same for image, audio and video models and their data: bad WAVs,
+images and frame folders, another task's files, and broken COCO caption data (see media_base).
 """
 from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import json
 import os
 import pickle
 import shutil
 import signal
+import struct
 import subprocess
 import sys
 import textwrap
 import time
+import wave
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -161,6 +167,57 @@ def pickled_checkpoint(ws: Path):
     (last_checkpoint(ws) / "model.safetensors").write_bytes(pickle.dumps({"w": Payload()}, protocol=4))
 
 
+# --- files for image, audio and video models ---------------------------------------------------
+
+
+def wav(samples=None, channels: int = 1, width: int = 2, rate: int = 8000) -> bytes:
+    """A WAV file in memory (16-bit mono 8 kHz, what speech models read, unless told otherwise)."""
+    import numpy as np
+
+    samples = (np.sin(np.arange(2000) / 5) * 8000).astype(np.int64) if samples is None else np.asarray(samples)
+    if width == 1:
+        pcm = (samples // 256 + 128).astype(np.uint8).tobytes()
+    elif width == 3:  # no numpy dtype: three little-endian bytes a sample
+        pcm = np.stack([(samples * 256 >> s) & 0xFF for s in (0, 8, 16)], -1).astype(np.uint8).tobytes()
+    else:
+        pcm = samples.astype(f"<i{width}").tobytes()
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as w:
+        w.setnchannels(channels), w.setsampwidth(width), w.setframerate(rate)
+        w.writeframes(b"".join(pcm[i: i + width] * channels for i in range(0, len(pcm), width)))
+    return buffer.getvalue()
+
+
+def png(width: int = 24, height: int = 24, value: int | None = 128) -> bytes:
+    """A grey PNG of one ``value``, or of random pixels for None (then its data is most of the file)."""
+    import numpy as np
+    from PIL import Image
+
+    pixels = (np.full((height, width), value, np.uint8) if value is not None
+              else np.random.default_rng(0).integers(0, 256, (height, width), dtype=np.uint8))
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def png_0x0() -> bytes:
+    """A PNG whose header claims 0x0 pixels (Pillow will not write one): signature, IHDR, empty IDAT, IEND."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 0, 0, 8, 0, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b""))
+
+
+def gif(frames: int = 6, side: int = 16) -> bytes:
+    from PIL import Image
+
+    images = [Image.new("L", (side, side), 40 * i) for i in range(frames)]
+    buffer = io.BytesIO()
+    images[0].save(buffer, format="GIF", save_all=True, append_images=images[1:], duration=50, loop=0)
+    return buffer.getvalue()
+
+
 # --- the catalogue -------------------------------------------------------------------------------
 
 
@@ -246,6 +303,9 @@ CASES = {
                              stdin=SENTENCE),
     "n-best-over-beam": Case([*TRANSLATE, "--beam", "2", "--n-best", "3"], ["--n-best", "--beam 2"], stdin=SENTENCE),
     "stdin-not-utf8": Case(TRANSLATE, ["<stdin>:2", "UTF-8"], stdin=SENTENCE + b"caf\xe9\n"),
+    "text-model-given-a-wav": Case(["predict", "--model", "run", "tone.wav"],
+                                   ["translation model reads text lines from stdin, not files", "tone.wav"],
+                                   write_bytes("tone.wav", wav())),
     # evaluate and average
     "evaluate-lengths-differ": Case(EVALUATE, ["data/val.de", "11", "data/val.en", "10"], extra_line("data/val.de")),
     "evaluate-src-missing": Case(["evaluate", "--model", "run", "--src", "missing.de", "--ref", "data/val.en"],
@@ -256,11 +316,11 @@ CASES = {
 }
 
 
-@pytest.mark.parametrize("case", CASES.values(), ids=CASES.keys())
-def test_bad_input_is_one_line_exit_2_and_touches_nothing(ws, case: Case):
+def assert_refused(ws: Path, case: Case, runs: list[str]) -> None:
+    """Run the case in ``ws``: exit 2, one line holding every expected part, no traceback, ``runs`` unchanged."""
     if case.setup:
         case.setup(ws)
-    before = digest(ws / "run")
+    before = {run: digest(ws / run) for run in runs}
     proc = any2seq(*case.args, cwd=ws, stdin=case.stdin)
     err = proc.stderr.decode("utf-8", errors="replace")
     lines = [line for line in err.splitlines() if line.strip()]
@@ -269,8 +329,227 @@ def test_bad_input_is_one_line_exit_2_and_touches_nothing(ws, case: Case):
     assert len(lines) == 1, err
     for part in case.expect:
         assert part in lines[0], lines[0]
-    assert digest(ws / "run") == before, "the existing run was changed"
+    for run in runs:
+        assert digest(ws / run) == before[run], f"the existing run {run} was changed"
     assert not (ws / "unpickled").exists(), "a pickle was loaded"
+
+
+@pytest.mark.parametrize("case", CASES.values(), ids=CASES.keys())
+def test_bad_input_is_one_line_exit_2_and_touches_nothing(ws, case: Case):
+    assert_refused(ws, case, ["run"])
+
+
+# --- image, audio and video models ---------------------------------------------------------------
+#
+# MEDIA_CASES run in a fresh copy of another workspace: ``inputs/`` (good and bad files of every
+# kind), tiny models trained by ``any2seq train`` from the repository's tiny configs for two steps
+# (``speech/``, ``video/``, and ``caption/``, a captioner trained on ``coco/``, a COCO-format data
+# set of a few PNGs), and configs whose data is broken by a case: ``bad_speech.yaml`` reads
+# ``bad_fsdd/``, ``coco.yaml`` reads ``coco/``.
+
+REPO = Path(__file__).resolve().parents[1]
+TINY_CONFIGS = REPO / "configs" / "tiny"
+FSDD = REPO.parent / "shared" / "data" / "fsdd"  # what configs/tiny/speech.yaml names, from the repository
+HAS_FSDD = (FSDD / "recordings").is_dir()
+
+
+def has_captioning() -> bool:
+    from any2seq.tasks import TASKS
+
+    return "captioning" in TASKS
+
+
+HAS_CAPTIONING = has_captioning()
+needs_fsdd = pytest.mark.skipif(not HAS_FSDD, reason=f"no Free Spoken Digit Dataset at {FSDD}")
+needs_captioning = pytest.mark.skipif(not HAS_CAPTIONING, reason="the captioning task is not registered yet")
+
+INPUTS = {
+    "tone.wav": wav(),
+    "wav-cut-in-data.wav": wav()[:2000],  # the header promises 2000 frames
+    "wav-cut-in-header.wav": wav()[:30],
+    "8-bit.wav": wav(width=1),
+    "24-bit.wav": wav(width=3),
+    "stereo.wav": wav(channels=2),
+    "16khz.wav": wav(rate=16000),
+    "empty.wav": wav([]),
+    "scene.png": png(),
+    "png-cut-short.png": png(value=None)[:300],  # cut in the pixel data: "image file is truncated"
+    "0x0.png": png_0x0(),
+    "notes.png": b"not an image, whatever the name says\n",
+    "clip.gif": gif(),
+    "gif-cut-short.gif": gif()[:60],
+    "mixed/frame_0.png": png(16, 16),
+    "mixed/frame_1.png": png(16, 16, 90),
+    "mixed/frame_2.png": png(10, 8),  # a frame of another size
+}
+COCO_IMAGES = [f"{i}.png" for i in range(6)]
+COCO_WORDS = ["a bright square", "a dark square", "a grey square"]
+
+
+def coco_document(names: list[str]) -> dict:
+    return {"images": [{"id": i, "file_name": name} for i, name in enumerate(names)],
+            "annotations": [{"image_id": i, "caption": COCO_WORDS[i % 3]} for i in range(len(names))]}
+
+
+def write_media_workspace(root: Path) -> None:
+    for name, data in INPUTS.items():
+        (root / "inputs" / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / "inputs" / name).write_bytes(data)
+    (root / "coco" / "images").mkdir(parents=True)
+    for i, name in enumerate(COCO_IMAGES):
+        (root / "coco" / "images" / name).write_bytes(png(24, 24, (250, 10, 128)[i % 3]))
+    for split, names in (("train", COCO_IMAGES), ("valid", COCO_IMAGES[:3]), ("test", COCO_IMAGES[3:])):
+        (root / "coco" / f"{split}.json").write_text(json.dumps(coco_document(names)))
+    caption = yaml_of(TINY_CONFIGS / "captioning.yaml")
+    caption["data"] = {"source": "coco", "root": "coco", "size": 24}
+    caption["tokenizer"]["vocab_size"] = 10
+    (root / "coco.yaml").write_text(json.dumps(caption))  # JSON is YAML
+    # a speech data set of three synthetic recordings, one per split: test 0-4, valid 5-9, train 10+
+    (root / "bad_fsdd").mkdir()
+    for index in (0, 5, 10):
+        (root / "bad_fsdd" / f"3_synth_{index}.wav").write_bytes(wav())
+    speech = yaml_of(TINY_CONFIGS / "speech.yaml")
+    speech["data"] = {"root": "bad_fsdd", "n_train": 8, "n_valid": 2, "n_test": 2, "max_digits": 1}
+    (root / "bad_speech.yaml").write_text(json.dumps(speech))
+
+
+def yaml_of(path: Path) -> dict:
+    import yaml
+
+    return yaml.safe_load(path.read_text())
+
+
+@pytest.fixture(scope="session")
+def media_base(tmp_path_factory) -> Path:
+    """The media workspace, with its models trained once (side by side: each uses one thread)."""
+    root = tmp_path_factory.mktemp("media")
+    write_media_workspace(root)
+    steps = ["--no-progress", "--set", "train.max_steps=2", "--set", "train.valid_every=2"]
+    runs = {"video": [str(TINY_CONFIGS / "video_prediction.yaml")]}
+    if HAS_FSDD:
+        runs["speech"] = [str(TINY_CONFIGS / "speech.yaml"), "--set", f"data.root={FSDD}"]
+    if HAS_CAPTIONING:
+        runs["caption"] = ["coco.yaml"]
+    procs = {name: subprocess.Popen([sys.executable, "-m", "any2seq", "train", *args, "--out", name, *steps],
+                                    cwd=root, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+             for name, args in runs.items()}
+    for name, proc in procs.items():
+        err = proc.communicate(timeout=600)[1].decode()
+        assert proc.returncode == 0, f"training {name}: {err}"
+    return root
+
+
+@pytest.fixture
+def media_ws(media_base, tmp_path) -> Path:
+    shutil.copytree(media_base, tmp_path, dirs_exist_ok=True)
+    return tmp_path
+
+
+def edit_json(name: str, edit: Callable[[dict], None]) -> Callable[[Path], None]:
+    def setup(ws: Path):
+        document = json.loads((ws / name).read_text())
+        edit(document)
+        (ws / name).write_text(json.dumps(document))
+    return setup
+
+
+def bad_recording(data: bytes) -> Callable[[Path], None]:
+    return write_bytes("bad_fsdd/3_synth_10.wav", data)  # the only training recording
+
+
+SPEECH = ["predict", "--model", "speech"]
+VIDEO = ["predict", "--model", "video", "--out", "predicted"]
+CAPTION = ["predict", "--model", "caption"]
+EXPECTED = "expected 16-bit PCM mono WAV at 8000 Hz"
+NOT_AN_IMAGE = "not a readable image"
+COCO_TRAIN = [*TRAIN, "coco.yaml", "--out", "fresh"]
+
+MEDIA_CASES = {
+    # WAV files given to a speech model: nothing is converted silently
+    "wav-cut-in-data": ("speech", Case([*SPEECH, "inputs/wav-cut-in-data.wav"],
+                                       ["inputs/wav-cut-in-data.wav", "truncated WAV", "2000 frames"])),
+    "wav-cut-in-header": ("speech", Case([*SPEECH, "inputs/wav-cut-in-header.wav"],
+                                         ["inputs/wav-cut-in-header.wav", "not a readable WAV file", EXPECTED])),
+    "wav-8-bit": ("speech", Case([*SPEECH, "inputs/8-bit.wav"], ["inputs/8-bit.wav", "8-bit samples", EXPECTED])),
+    "wav-24-bit": ("speech", Case([*SPEECH, "inputs/24-bit.wav"], ["inputs/24-bit.wav", "24-bit samples", EXPECTED])),
+    "wav-stereo": ("speech", Case([*SPEECH, "inputs/stereo.wav"], ["inputs/stereo.wav", "stereo audio", "mix it down"])),
+    "wav-16khz": ("speech", Case([*SPEECH, "inputs/16khz.wav"], ["inputs/16khz.wav", "sample rate 16000 Hz",
+                                                                 "resample it"])),
+    "wav-empty": ("speech", Case([*SPEECH, "inputs/empty.wav"], ["inputs/empty.wav", "empty audio", "0 frames"])),
+    "wav-missing": ("speech", Case([*SPEECH, "inputs/nowhere.wav"], ["inputs/nowhere.wav", "no such WAV file"])),
+    "wav-bad-among-good": ("speech", Case([*SPEECH, "inputs/tone.wav", "inputs/stereo.wav"],
+                                          ["inputs/stereo.wav", "stereo audio"])),
+    "speech-model-given-an-image": ("speech", Case([*SPEECH, "inputs/scene.png"],
+                                                   ["inputs/scene.png", "not a readable WAV file", EXPECTED])),
+    "speech-model-given-no-input": ("speech", Case(SPEECH, ["speech model reads audio files", "INPUT"])),
+    # bad recordings in a speech model's training data
+    "train-wav-cut-short": ("", Case([*TRAIN, "bad_speech.yaml", "--out", "fresh"],
+                                     ["bad_fsdd/3_synth_10.wav", "truncated WAV"], bad_recording(wav()[:2000]))),
+    "train-wav-stereo": ("", Case([*TRAIN, "bad_speech.yaml", "--out", "fresh"],
+                                  ["bad_fsdd/3_synth_10.wav", "stereo audio"], bad_recording(wav(channels=2)))),
+    "train-wav-24-bit": ("", Case([*TRAIN, "bad_speech.yaml", "--out", "fresh"],
+                                  ["bad_fsdd/3_synth_10.wav", "24-bit samples"], bad_recording(wav(width=3)))),
+    "train-wav-empty": ("", Case([*TRAIN, "bad_speech.yaml", "--out", "fresh"],
+                                 ["bad_fsdd/3_synth_10.wav", "empty audio"], bad_recording(wav([])))),
+    # frame folders and GIFs given to a video model
+    "frames-of-mixed-sizes": ("video", Case([*VIDEO, "inputs/mixed"],
+                                            ["inputs/mixed/frame_2.png", "frame size 10x8", "16x16",
+                                             "inputs/mixed/frame_0.png"])),
+    "gif-cut-short": ("video", Case([*VIDEO, "inputs/gif-cut-short.gif"], ["inputs/gif-cut-short.gif", NOT_AN_IMAGE])),
+    "frame-folder-empty": ("video", Case([*VIDEO, "inputs/none"], ["inputs/none", "holds no image files"],
+                                         mkdir("inputs/none"))),
+    "video-model-given-a-wav": ("video", Case([*VIDEO, "inputs/tone.wav"], ["inputs/tone.wav", NOT_AN_IMAGE])),
+    # image files given to a captioning model
+    "png-cut-short": ("caption", Case([*CAPTION, "inputs/png-cut-short.png"],
+                                      ["inputs/png-cut-short.png", NOT_AN_IMAGE, "truncated"])),
+    "not-an-image": ("caption", Case([*CAPTION, "inputs/notes.png"], ["inputs/notes.png", NOT_AN_IMAGE])),
+    "image-of-0x0-pixels": ("caption", Case([*CAPTION, "inputs/0x0.png"], ["inputs/0x0.png", NOT_AN_IMAGE])),
+    "image-missing": ("caption", Case([*CAPTION, "inputs/nowhere.png"], ["inputs/nowhere.png", "no such image file"])),
+    "caption-model-given-a-wav": ("caption", Case([*CAPTION, "inputs/tone.wav"], ["inputs/tone.wav", NOT_AN_IMAGE])),
+    # COCO-format caption data to train a captioning model on
+    "coco-no-images-key": ("coco", Case(COCO_TRAIN, ["coco/train.json", "the file has no 'images' key"],
+                                        edit_json("coco/train.json", lambda d: d.pop("images")))),
+    "coco-no-annotations-key": ("coco", Case(COCO_TRAIN, ["coco/valid.json", "the file has no 'annotations' key"],
+                                             edit_json("coco/valid.json", lambda d: d.pop("annotations")))),
+    "coco-image-without-file-name": ("coco", Case(COCO_TRAIN, ["coco/train.json", "images[2] has no 'file_name' key"],
+                                                  edit_json("coco/train.json",
+                                                            lambda d: d["images"][2].pop("file_name")))),
+    "coco-caption-missing": ("coco", Case(COCO_TRAIN, ["coco/train.json", "annotations[1] has no 'caption' key"],
+                                          edit_json("coco/train.json", lambda d: d["annotations"][1].pop("caption")))),
+    "coco-caption-not-text": ("coco", Case(COCO_TRAIN, ["coco/train.json", "annotations[0]", "'caption' must be str"],
+                                           edit_json("coco/train.json",
+                                                     lambda d: d["annotations"][0].update(caption=["a", "b"])))),
+    "coco-unknown-image-id": ("coco", Case(COCO_TRAIN, ["coco/train.json", "image_id 99 is not in 'images'"],
+                                           edit_json("coco/train.json",
+                                                     lambda d: d["annotations"][0].update(image_id=99)))),
+    "coco-not-json": ("coco", Case(COCO_TRAIN, ["coco/train.json:1", "not valid JSON"],
+                                   write_bytes("coco/train.json", b'{"images": [}'))),
+    "coco-image-file-missing": ("coco", Case(COCO_TRAIN, ["coco/train.json", "4.png does not exist"],
+                                             remove("coco/images/4.png"))),
+    "coco-image-corrupt": ("coco", Case(COCO_TRAIN, ["coco/images/4.png", NOT_AN_IMAGE],
+                                        truncate("coco/images/4.png"))),
+    "coco-image-0x0": ("coco", Case(COCO_TRAIN, ["coco/images/4.png", NOT_AN_IMAGE],
+                                    write_bytes("coco/images/4.png", png_0x0()))),
+}
+MODELS = ("speech", "video", "caption")
+MARKS = {"speech": [needs_fsdd], "caption": [needs_captioning], "coco": [needs_captioning]}
+
+
+@pytest.mark.parametrize("needs, case", [pytest.param(needs, case, marks=MARKS.get(needs, []), id=name)
+                                         for name, (needs, case) in MEDIA_CASES.items()])
+def test_bad_media_input_is_one_line_exit_2_and_touches_nothing(media_ws, needs: str, case: Case):
+    assert_refused(media_ws, case, [m for m in MODELS if (media_ws / m).is_dir()])
+
+
+def test_the_good_media_inputs_are_read(media_ws):
+    """The bad inputs above differ from these in the one way their case names (and coco/ trains)."""
+    good = {"speech": [*SPEECH, "inputs/tone.wav"], "video": [*VIDEO, "inputs/clip.gif"],
+            "caption": [*CAPTION, "inputs/scene.png"]}
+    for model, args in good.items():
+        if (media_ws / model).is_dir():  # speech needs FSDD, caption the captioning task
+            proc = any2seq(*args, cwd=media_ws)
+            assert proc.returncode == 0, proc.stderr.decode()
+            assert len(proc.stdout.decode().splitlines()) == 1
 
 
 def test_the_pickle_payload_would_show(tmp_path, monkeypatch):
