@@ -122,15 +122,19 @@ def split_recordings(recordings: list[Recording], split: str, held_out_speaker: 
 def make_utterance(recordings: list[Recording], rng: np.random.Generator, min_digits: int = 1,
                    max_digits: int = 7, silence: tuple[float, float] = (0.05, 0.3), noise: float = 0.0,
                    sample_rate: int = 8000) -> tuple[np.ndarray, str]:
-    """1-7 random recordings joined with random silences between and around them -> (N,) float32, words."""
+    """1-7 random recordings joined with random silences between and around them -> (N,) float32, words.
+
+    ``noise``: the largest standard deviation of the white noise added; each utterance draws its own.
+    """
     picks = [recordings[i] for i in rng.integers(0, len(recordings), rng.integers(min_digits, max_digits + 1))]
     gaps = rng.uniform(silence[0], silence[1], len(picks) + 1)  # seconds
     parts = [np.zeros(int(gaps[0] * sample_rate + 0.5), np.float32)]
     for rec, gap in zip(picks, gaps[1:]):
         parts += [cached_wav(str(rec.path), sample_rate), np.zeros(int(gap * sample_rate + 0.5), np.float32)]
     audio = np.concatenate(parts)
-    if noise > 0:
-        audio = np.clip(audio + rng.normal(0.0, noise, audio.shape).astype(np.float32), -1.0, 1.0)
+    if noise > 0:  # a level drawn per utterance, up to ``noise``: clean and noisy audio are both seen
+        level = rng.uniform(0.0, noise)
+        audio = np.clip(audio + rng.normal(0.0, level, audio.shape).astype(np.float32), -1.0, 1.0)
     return audio, " ".join(DIGIT_WORDS[rec.digit] for rec in picks)
 
 

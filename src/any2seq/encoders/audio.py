@@ -15,7 +15,9 @@ from ..nn.embedding import sinusoids
 from ..nn.transformer import EncoderLayer
 
 CONV_CHANNELS = 32  # channels of the subsampling convolutions: 256 would cost 3x the whole stack on CPU
-LOG_FLOOR = 1e-6  # log(mel + 1e-6): silence (digital zeros between digits) stays finite
+# log(mel + 1e-3): silence stays finite, and digital zeros land near a quiet room's noise floor
+# instead of ~10 nats below it, which per-utterance normalisation would stretch into the speech range
+LOG_FLOOR = 1e-3
 
 
 def hz_to_mel(f):
