@@ -13,7 +13,8 @@ from .errors import UserError
 from .fileio import atomic_write, writable_dir
 from .modeldir import config_changes, read_config, write_card, write_config
 from .models import count_parameters
-from .train.checkpoint import checkpoint_dirs, clean_partial, load_checkpoint, save_tensors, unique_tensors
+from .train.checkpoint import (checkpoint_dirs, clean_partial, load_checkpoint, load_weights, save_tensors,
+                               unique_tensors)
 from .train.distributed import Dist, barrier, init_distributed, main_first, shutdown
 from .train.loop import TrainerState, fit
 from .train.optim import make_optimizer
@@ -56,6 +57,8 @@ def _train(cfg: Config, out: Path, resume: bool, progress: bool, dist: Dist) -> 
     task = get_task(cfg.task)
     if dist.main:
         task.check_data(cfg)  # before anything is written, so a data mistake leaves no trace
+        if cfg.train.init and not (Path(cfg.train.init) / "model.safetensors").is_file():
+            raise UserError(f"train.init: {cfg.train.init}: not a model directory (no model.safetensors)")
         prepare_run_dir(out, cfg, resume)
         clean_partial(out)
         write_config(out, cfg)
@@ -66,6 +69,8 @@ def _train(cfg: Config, out: Path, resume: bool, progress: bool, dist: Dist) -> 
     model.to(dist.device)
     optimizer = make_optimizer(model, cfg.train)
     state = TrainerState()
+    if cfg.train.init and not resume:  # a resumed run's checkpoint already holds what init gave it
+        load_weights(model, Path(cfg.train.init) / "model.safetensors", key="train.init")
     if resume:
         trainer = load_checkpoint(checkpoint_dirs(out)[-1], model, optimizer, dist.rank, dist.device)
         state = TrainerState(**{k: v for k, v in trainer.items() if k in TrainerState.__dataclass_fields__})

@@ -71,16 +71,21 @@ def load_tensors(path: Path) -> dict[str, torch.Tensor]:
         raise UserError(f"{path}: not a valid safetensors file (truncated or corrupt: {e})") from None
 
 
-def load_weights(model: nn.Module, path: Path) -> None:
+def load_weights(model: nn.Module, path: Path, key: str | None = None) -> None:
+    """Load a safetensors file into ``model``; a UserError (prefixed by the config ``key`` that named
+    the file, if any) when the names or shapes do not fit."""
+    where = f"{key}: {path}" if key else str(path)
+    if key and not Path(path).is_file():
+        raise UserError(f"{where}: missing (give a model directory that holds model.safetensors)")
     tensors = load_tensors(path)
     expected = unique_tensors(model)
     missing = sorted(set(expected) - set(tensors))
     unexpected = sorted(set(tensors) - set(model.state_dict()))
     if missing or unexpected:
-        raise UserError(f"{path}: weights do not fit the model (missing {missing[:3]}, unexpected {unexpected[:3]})")
+        raise UserError(f"{where}: weights do not fit the model (missing {missing[:3]}, unexpected {unexpected[:3]})")
     for name, t in tensors.items():
         if t.shape != expected.get(name, t).shape:
-            raise UserError(f"{path}: {name} has shape {tuple(t.shape)}, the model wants {tuple(expected[name].shape)}")
+            raise UserError(f"{where}: {name} has shape {tuple(t.shape)}, the model wants {tuple(expected[name].shape)}")
     model.load_state_dict(tensors, strict=False)
 
 
