@@ -259,7 +259,7 @@ class TrainConfig:
     metric: Literal["bleu", "loss", "chrf", "wer", "cer", "mse", "exact"] = "bleu"  # picks the best checkpoint
     patience: int = 0  # early stopping after this many validations without improvement; 0 = off
     keep_last: int = 3
-    init: str = ""  # a model directory whose weights start this run (fine-tuning); "" = random init
+    init: str = ""  # a model directory whose weights (and tokenizers) start this run: fine-tuning
     log_every: int = 50
 
     def check(self):

@@ -63,7 +63,8 @@ def _train(cfg: Config, out: Path, resume: bool, progress: bool, dist: Dist) -> 
         clean_partial(out)
         write_config(out, cfg)
     barrier(dist)
-    toks = main_first(dist, lambda: task.prepare(cfg, out, reuse=resume or not dist.main))
+    inherited = dist.main and not resume and inherit_tokenizers(cfg, out)
+    toks = main_first(dist, lambda: task.prepare(cfg, out, reuse=resume or inherited or not dist.main))
     torch.manual_seed(cfg.train.seed)
     model = task.build_model(cfg, toks, cfg.train.label_smoothing)
     model.to(dist.device)
@@ -99,6 +100,17 @@ def _train(cfg: Config, out: Path, resume: bool, progress: bool, dist: Dist) -> 
     if reason == "interrupted":
         raise UserError(f"{out}: interrupted; saved step {state.step}, continue with --resume")
     return {**state.__dict__, "reason": reason}
+
+
+def inherit_tokenizers(cfg: Config, out: Path) -> bool:
+    """With ``train.init``, copy the init run's sentencepiece models into ``out``, so every token id
+    means what it meant to the weights; False when it has none (frame tasks) or there is no init."""
+    if not cfg.train.init:
+        return False
+    models = sorted(Path(cfg.train.init).glob("spm*.model"))
+    for model in models:
+        atomic_write(out / model.name, model.read_bytes())
+    return bool(models)
 
 
 def rewind_log(out: Path, step: int) -> None:

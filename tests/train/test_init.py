@@ -36,3 +36,16 @@ def test_weights_of_another_shape_are_refused_by_key(tmp_path, monkeypatch, caps
     err = capsys.readouterr().err
     assert "train.init" in err and "no model.safetensors" in err
     assert not (tmp_path / "c").exists()  # refused before anything was written
+
+
+def test_a_text_run_inherits_the_tokenizer_so_ids_keep_their_meaning(tmp_path, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    first, second = tmp_path / "first", tmp_path / "second"
+    tiny = "configs/tiny/speech.yaml"
+    assert main(["train", tiny, "--out", str(first), "--no-progress", "--set", "train.max_steps=1",
+                 "--set", "data.max_digits=1"]) == 0
+    # other data: a tokenizer trained on it could order the words differently; the first run's is kept
+    assert main(["train", tiny, "--out", str(second), "--no-progress", "--set", "train.max_steps=1",
+                 "--set", f"train.init={first}"]) == 0
+    for name in [p.name for p in first.glob("spm*.model")]:
+        assert (second / name).read_bytes() == (first / name).read_bytes()
