@@ -17,7 +17,10 @@ EXAMPLES = {
     "translate": """examples:
   echo "Ein Hund läuft über die Wiese." | any2seq translate --model runs/demo
   any2seq translate --model runs/demo --beam 5 --n-best 3 < input.de
-  any2seq translate --model runs/demo --sample --temperature 0.8 --top-p 0.9 < input.de""",
+  any2seq translate --model runs/demo --sample --temperature 0.8 --top-p 0.9 < input.de
+  any2seq translate --model runs/demo-ct2 --engine ct2 --beam 5 < input.de   # an `any2seq export --ct2` model""",
+    "export": """examples:
+  any2seq export --ct2 runs/demo runs/demo-ct2    # then: any2seq translate --model runs/demo-ct2 --engine ct2""",
     "predict": """examples:
   any2seq predict --model runs/captioning scene1.png scene2.png
   any2seq predict --model runs/speech utterance.wav --beam 5 --n-best 3
@@ -25,6 +28,7 @@ EXAMPLES = {
   echo "dog grass run" | any2seq predict --model runs/text_generation --sample --top-p 0.9""",
     "evaluate": """examples:
   any2seq evaluate --model runs/speech --split test --json
+  any2seq evaluate --model runs/video_prediction_rollout --split test --strip predicted.png
   any2seq evaluate --model runs/demo --src data/multi30k/test_2016_flickr.de.gz --ref data/multi30k/test_2016_flickr.en.gz
   any2seq evaluate --model runs/demo --src test.de --ref test.en --beam 5 --json""",
     "info": """examples:
@@ -34,6 +38,17 @@ EXAMPLES = {
   any2seq download fsdd --out data/fsdd     # then: --set data.root=data/fsdd""",
     "average": """examples:
   any2seq average runs/demo --last 5 --out runs/demo-avg""",
+    "serve": """examples:
+  any2seq serve --model runs/demo                 # then open http://127.0.0.1:8000/ (API docs at /docs)
+  any2seq serve --model runs/speech --port 8080 --max-inputs 8 --timeout 10
+  curl -s localhost:8000/v1/predict -H 'Content-Type: application/json' \\
+       -d '{"inputs": ["Ein Hund läuft."], "beam": 5, "n_best": 3}'
+  curl -s localhost:8000/v1/predict -F file=@utterance.wav -F beam=5     # image, audio, video models""",
+    "plot": """examples:
+  any2seq plot attention --model runs/demo --input "Ein Hund läuft über die Wiese." --out attention.png
+  any2seq plot attention --model runs/demo --input sentences.de --layer 2 --head 0 --out maps/attention.png
+  any2seq plot attention --model runs/captioning --input scene.png
+  any2seq plot curves runs/demo --out curves.png""",
 }
 
 
@@ -80,6 +95,8 @@ def parser() -> argparse.ArgumentParser:
                        formatter_class=fmt)
     _search_flags(p)
     p.add_argument("--n-best", type=int, default=1, help="print the N best for each line, tab-separated on that line")
+    p.add_argument("--engine", choices=["torch", "ct2"], default="torch",
+                   help="torch: any2seq itself; ct2: CTranslate2, with --model a folder from `any2seq export --ct2`")
     p.add_argument("--sample", action="store_true", help="sample instead of searching")
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--top-k", type=int, default=0, help="sample from the K most likely tokens (0 = all)")
@@ -107,6 +124,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--lowercase", action="store_true", help="case-insensitive scores (the papers' setting)")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
     p.add_argument("--hyps", type=Path, default=None, help="also write the translations to this file")
+    p.add_argument("--strip", type=Path, default=None,
+                   help="frame models: write the first examples' input, true and predicted frames as a PNG")
 
     p = sub.add_parser("info", help="the model card: task, architecture, parameters, data, metrics",
                        epilog=EXAMPLES["info"], formatter_class=fmt)
@@ -123,6 +142,41 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("run", type=Path, help="a run directory with checkpoints/")
     p.add_argument("--last", type=int, default=5, help="how many of the newest checkpoints")
     p.add_argument("--out", type=Path, required=True, help="the new model directory")
+
+    p = sub.add_parser("export", help="convert a model for another inference engine (CTranslate2)",
+                       epilog=EXAMPLES["export"], formatter_class=fmt)
+    p.add_argument("--ct2", action="store_true", required=True,
+                   help="to CTranslate2 (pip install 'any2seq[ct2]'); translation Transformers only")
+    p.add_argument("model", type=Path, metavar="MODEL_DIR", help="a model directory written by `any2seq train`")
+    p.add_argument("out", type=Path, metavar="OUT_DIR", help="the new folder (must not exist, or be empty)")
+
+    p = sub.add_parser("serve", help="serve a model over HTTP: a JSON API and a demo page",
+                       epilog=EXAMPLES["serve"], formatter_class=fmt)
+    p.add_argument("--model", required=True, type=Path, help="a model directory written by `any2seq train`")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback only)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--max-body-bytes", type=int, default=None, help="largest request body, uploads included")
+    p.add_argument("--max-inputs", type=int, default=None, help="most inputs (lines or files) per request")
+    p.add_argument("--max-len", type=int, default=None, help="largest max_len a request may ask for")
+    p.add_argument("--timeout", type=float, default=None, help="seconds a request may wait for its outputs")
+
+    p = sub.add_parser("plot", help="plots: a model's cross-attention, or a run's training curves",
+                       epilog=EXAMPLES["plot"], formatter_class=fmt)
+    plots = p.add_subparsers(dest="plot", required=True, metavar="PLOT", parser_class=_Parser)
+    q = plots.add_parser("attention", help="the first output's cross-attention for each input, as PNGs",
+                         epilog=EXAMPLES["plot"], formatter_class=fmt)
+    q.add_argument("--model", required=True, type=Path, help="a model directory written by `any2seq train`")
+    q.add_argument("--input", dest="inputs", required=True, nargs="+", action="extend", metavar="TEXT_OR_FILE",
+                   help="text models: a sentence, or a text file of one a line; others: an image, WAV or video "
+                        "file (repeatable)")
+    q.add_argument("--out", type=Path, default=Path("attention.png"),
+                   help="the PNG; several inputs write NAME-1.png, NAME-2.png, ...")
+    q.add_argument("--layer", type=int, default=None, help="one decoder layer, from 0 (default: the average)")
+    q.add_argument("--head", type=int, default=None, help="one attention head, from 0 (default: the average)")
+    q = plots.add_parser("curves", help="loss, learning rate and validation metrics of a run, as a PNG",
+                         epilog=EXAMPLES["plot"], formatter_class=fmt)
+    q.add_argument("run", type=Path, help="a run directory with metrics.jsonl")
+    q.add_argument("--out", type=Path, default=None, help="the PNG (default: RUN/curves.png)")
     return ap
 
 
@@ -144,6 +198,8 @@ def _translator(args):
 
 
 def cmd_translate(args) -> int:
+    if args.engine == "ct2":
+        return _translate_ct2(args)
     from .decoding import SearchOptions  # validate flags before loading the model
 
     # Without --beam the config's beam applies, known only once the model is loaded (it checks n_best then).
@@ -161,6 +217,35 @@ def cmd_translate(args) -> int:
                                progress=sys.stderr.isatty())
     for item in out:
         print("\t".join(item) if isinstance(item, list) else item)
+    return 0
+
+
+def _translate_ct2(args) -> int:
+    """``translate --engine ct2``: CTranslate2 on a folder that ``any2seq export --ct2`` wrote."""
+    unsupported = [flag for flag, on in (("--sample", args.sample), ("--batch-tokens", args.batch_tokens is not None))
+                   if on]
+    if unsupported:
+        raise UserError(f"{unsupported[0]}: not supported with --engine ct2")
+    from .decoding import SearchOptions
+    from .export.ct2 import CT2Translator, _read_info
+
+    beam = args.beam if args.beam is not None else max(_read_info(args.model)["decode"]["beam"], args.n_best)
+    SearchOptions(beam=beam, n_best=args.n_best, max_len=args.max_len)
+    translator = CT2Translator(args.model, device=args.device)
+    lines = [line.rstrip("\n") for line in _stdin_lines()]
+    out = translator.translate(lines, beam=beam, n_best=args.n_best, max_len=args.max_len,
+                               length_penalty=args.length_penalty)
+    for item in out:
+        print("\t".join(item) if isinstance(item, list) else item)
+    return 0
+
+
+def cmd_export(args) -> int:
+    from .export import export_ct2
+
+    out = export_ct2(args.model, args.out)
+    print(f"any2seq: exported {args.model} to CTranslate2 in {out}; "
+          f"translate with: any2seq translate --model {out} --engine ct2", file=sys.stderr)
     return 0
 
 
@@ -230,9 +315,17 @@ def _evaluate_split(args) -> int:
 
     SearchOptions(beam=args.beam or 1, max_len=args.max_len)
     _check_hyps(args)
+    if args.strip:
+        from .fileio import writable_dir
+
+        writable_dir(args.strip.parent, f"--strip {args.strip}")
     predictor = _translator(args)
+    if args.strip and predictor.output_kind != "frames":
+        raise UserError(f"--strip: this {predictor.task} model writes text; --strip is for frame models")
     metrics, outputs = predictor.evaluate(args.split, progress=sys.stderr.isatty(), beam=args.beam,
                                           length_penalty=args.length_penalty, max_len=args.max_len)
+    if args.strip:
+        _write_strip(args.strip, predictor, args.split, outputs)
     if args.hyps and predictor.output_kind == "text":
         from .fileio import atomic_write
 
@@ -243,6 +336,23 @@ def _evaluate_split(args) -> int:
         for key, value in metrics.items():
             print(f"{key} {value:.2f}" if isinstance(value, float) else f"{key} {value}")
     return 0
+
+
+def _write_strip(path: Path, predictor, split: str, predicted, examples: int = 4) -> None:
+    """Rows of input, true and predicted frames for the split's first ``examples`` examples."""
+    from .data.video import write_strip
+    from .tasks import get_task
+
+    sources, true = get_task(predictor.task).examples(predictor.cfg, split)
+    rows, labels = [], []
+    for i in range(min(examples, len(true))):
+        if not isinstance(sources[i], str):  # a video: its frames; text sources are the label
+            rows.append(sources[i])
+            labels.append(f"{i + 1} input")
+        rows += [true[i], predicted[i]]
+        labels += [f"{i + 1} true" if not isinstance(sources[i], str) else sources[i][:40], f"{i + 1} predicted"]
+    write_strip(path, rows, labels)
+    print(f"any2seq: wrote {path}", file=sys.stderr)
 
 
 def _check_hyps(args) -> None:
@@ -347,8 +457,38 @@ def cmd_average(args) -> int:
     return 0
 
 
+def cmd_serve(args) -> int:
+    from dataclasses import fields
+
+    from .serve.limits import Limits
+
+    given = {"max_body_bytes": args.max_body_bytes, "max_inputs": args.max_inputs, "max_len": args.max_len,
+             "timeout_s": args.timeout}
+    for f in fields(Limits):
+        if given.get(f.name) is not None and not given[f.name] > 0:
+            flag = "--timeout" if f.name == "timeout_s" else "--" + f.name.replace("_", "-")
+            raise UserError(f"{flag}: must be positive, got {given[f.name]}")
+    if not 0 <= args.port <= 65535:
+        raise UserError(f"--port: must be in 0..65535, got {args.port}")
+    limits = Limits(**{k: v for k, v in given.items() if v is not None})
+    from .serve import serve
+
+    return serve(str(args.model), args.host, args.port, limits)
+
+
+def cmd_plot(args) -> int:
+    if args.plot == "attention":
+        from .attention import cmd_plot_attention
+
+        return cmd_plot_attention(args.model, args.inputs, args.out, args.layer, args.head)
+    from .plots import cmd_plot_curves
+
+    return cmd_plot_curves(args.run, args.out)
+
+
 COMMANDS = {"train": cmd_train, "translate": cmd_translate, "predict": cmd_predict, "evaluate": cmd_evaluate,
-            "info": cmd_info, "download": cmd_download, "average": cmd_average}
+            "info": cmd_info, "download": cmd_download, "average": cmd_average, "export": cmd_export,
+            "serve": cmd_serve, "plot": cmd_plot}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -54,8 +54,13 @@ def test_every_task_trains_evaluates_and_predicts_from_its_tiny_config(config, t
     assert card["task"] == task and card["step"] == 2
     capsys.readouterr()
 
-    assert main(["evaluate", "--model", str(run), "--split", "test", "--json", "--beam", "1"]) == 0
+    strip = ["--strip", str(tmp_path / "strip.png")] if task in ("video_prediction", "text_to_video") else []
+    assert main(["evaluate", "--model", str(run), "--split", "test", "--json", "--beam", "1", *strip]) == 0
     metrics = json.loads(capsys.readouterr().out)
+    if strip:
+        from PIL import Image
+
+        assert Image.open(strip[1]).size[1] > 4 * 16  # rows of true and predicted frames
     headline = {"translation": "bleu", "text_generation": "coverage", "captioning": "bleu", "speech": "wer",
                 "video_prediction": "mse", "text_to_video": "mse"}[task]
     assert isinstance(metrics[headline], float)

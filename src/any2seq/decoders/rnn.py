@@ -63,6 +63,19 @@ class RNNDecoder(Decoder):
         logits = self.proj(self.drop(torch.tanh(self.pre_output(feats))))
         return logits, {**state, **self._unpack(rec)}
 
+    def cross_attention(self, X: Tensor, state) -> Tensor | None:
+        """Attention probabilities (1, B, 1, T, S) over the memory while reading X (B, T), for
+        plots (one layer, one head); None for a decoder without attention."""
+        if self.attention is None:
+            return None
+        maps = []  # Bahdanau attends once per step, Luong once per call: both concatenate on T
+        hook = self.attention.register_forward_hook(lambda module, inputs, output: maps.append(output[1]))
+        try:
+            self(X, state)
+        finally:
+            hook.remove()
+        return torch.cat(maps, dim=1)[None, :, None]
+
     def _additive(self, x: Tensor, state):
         """Bahdanau: the context for step t is computed from the hidden state before it."""
         rec, outs, contexts = self._recurrent(state), [], []

@@ -1,6 +1,7 @@
 """Pre-LN Transformer decoder (Vaswani et al., 2017) with a KV cache for incremental decoding."""
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 
 from ..interfaces import Decoder, as_memory
@@ -39,3 +40,22 @@ class TransformerDecoder(Decoder):
             x, cache = layer(x, cross_kv, state["memory_mask"], cache)
             caches.append(cache)
         return self.proj(self.norm(x)), {**state, "self": caches}
+
+    def cross_attention(self, X: Tensor, state) -> Tensor:
+        """Cross-attention probabilities (layers, B, H, T, S) over the memory while reading X (B, T).
+
+        For plots: a forward hook hands each layer's CrossAttention inputs to its ``weights``, so
+        the fused kernel of the decoding path stays as it is.
+        """
+        maps = []
+
+        def record(module, inputs, output):
+            maps.append(module.weights(*inputs))
+
+        hooks = [layer.cross_attn.register_forward_hook(record) for layer in self.layers]
+        try:
+            self(X, state)
+        finally:
+            for hook in hooks:
+                hook.remove()
+        return torch.stack(maps)

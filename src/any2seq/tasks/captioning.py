@@ -6,6 +6,8 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
+import numpy as np
+
 from ..data import Items
 from ..data.images import digit_scenes, read_coco, read_image
 from ..errors import UserError
@@ -66,11 +68,18 @@ class Captioning(TextOutputTask):
         return {"bleu": scores["bleu"], "exact": exact_match(hyps, refs), "signature": scores["signature"]}
 
     def read_inputs(self, cfg, inputs):
-        images = []
+        """Image files, their bytes (uploads), or arrays (C, H, W) in [0, 1] of the model's size."""
+        images, shape = [], (self.channels(cfg), cfg.data.size, cfg.data.size)
         for i, item in enumerate(inputs):
-            if not isinstance(item, (str, Path, bytes, bytearray)):
+            if isinstance(item, np.ndarray):
+                if item.shape != shape or not np.isfinite(item).all():
+                    raise UserError(f"input {i + 1}: an image array must be finite, of shape {shape}, "
+                                    f"got {item.shape}")
+                images.append(np.clip(item, 0, 1).astype(np.float32))
+            elif isinstance(item, (str, Path, bytes, bytearray)):
+                images.append(read_image(item, self.channels(cfg), cfg.data.size))
+            else:
                 raise UserError(f"input {i + 1}: this captioning model reads images, got {type(item).__name__}")
-            images.append(read_image(item, self.channels(cfg), cfg.data.size))
         return images
 
     def card(self, cfg, batches):
