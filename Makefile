@@ -1,4 +1,5 @@
-# any2seq: `make demo` trains and evaluates the default model; `make test` runs the test suite.
+# any2seq: `make demo` trains and evaluates the default model; `make test` runs the test suite;
+# `make bench` compares any2seq with its peers (benchmarks/README.md), `make bench-quick` in minutes.
 PY      ?= python3
 VENV    ?= .venv
 BIN      = $(VENV)/bin
@@ -6,8 +7,10 @@ TORCH   ?= torch==2.13.0
 DEMO    ?= runs/demo
 TEST_SRC = data/multi30k/test_2016_flickr.de.gz
 TEST_REF = data/multi30k/test_2016_flickr.en.gz
+BENCH_VENV ?= .bench-venv
+BENCH_ARGS ?=
 
-.PHONY: venv demo test clean
+.PHONY: venv demo test clean bench bench-quick bench-venv
 
 venv: $(BIN)/any2seq
 
@@ -29,5 +32,17 @@ demo: venv
 test: venv
 	$(BIN)/python -m pytest tests
 
+# The peer venv: torch==2.13.0 first, then pinned peers constrained to it (benchmarks/setup_venv.sh).
+bench-venv: $(BENCH_VENV)/peers.json
+
+$(BENCH_VENV)/peers.json: benchmarks/setup_venv.sh benchmarks/requirements-peers.txt
+	PY=$(PY) TORCH="$(TORCH)" benchmarks/setup_venv.sh $(BENCH_VENV)
+
+bench: venv bench-venv
+	$(BIN)/python benchmarks/run.py --peer-python $(BENCH_VENV)/bin/python $(BENCH_ARGS)
+
+bench-quick: venv bench-venv
+	$(BIN)/python benchmarks/run.py --quick --peer-python $(BENCH_VENV)/bin/python $(BENCH_ARGS)
+
 clean:
-	rm -rf $(VENV) runs data/multi30k/.cache
+	rm -rf $(VENV) $(BENCH_VENV) benchmarks/.work runs data/multi30k/.cache

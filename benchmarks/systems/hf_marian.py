@@ -1,0 +1,138 @@
+"""Hugging Face transformers: a ``MarianMTModel`` of the same size (random init, post-LN as Marian
+is), trained by a plain loop on the shared batches, decoded with ``generate``.
+
+Marian's conventions are kept so that CTranslate2's converter takes the model as it is: the
+shared sentencepiece vocabulary plus a final ``<pad>`` (pad and decoder start, a zero
+embedding), sources end in ``</s>``. The model and a ``MarianTokenizer`` are saved for ct2-hf.
+Runs in .bench-venv.
+"""
+from __future__ import annotations
+
+import json
+import sys
+import warnings
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from common import (EOS, PAD, StepTimer, decode_in_batches, inverse_sqrt, length_limit, load_batches, read_lines,  # noqa: E402
+                    run_system, setup_torch, versions, write_hyps)
+
+
+def marian_vocab(sp) -> list[str]:
+    """The shared pieces, then Marian's ``<pad>`` last (sentencepiece's own id-0 piece is renamed)."""
+    pieces = [sp.id_to_piece(i) for i in range(sp.vocab_size())]
+    if pieces[PAD] == "<pad>":
+        pieces[PAD] = "<spm_pad>"
+    return pieces + ["<pad>"]
+
+
+def build(spec, vocab_size: int):
+    from transformers import MarianConfig, MarianMTModel
+
+    m = spec["model"]
+    pad = vocab_size - 1
+    config = MarianConfig(vocab_size=vocab_size, decoder_vocab_size=vocab_size, d_model=m["d_model"],
+                          encoder_layers=m["layers"], decoder_layers=m["layers"],
+                          encoder_attention_heads=m["heads"], decoder_attention_heads=m["heads"],
+                          encoder_ffn_dim=m["ff"], decoder_ffn_dim=m["ff"], dropout=m["dropout"],
+                          attention_dropout=0.0, activation_dropout=0.0, activation_function="relu",
+                          max_position_embeddings=512, scale_embedding=True, pad_token_id=pad,
+                          decoder_start_token_id=pad, eos_token_id=EOS, forced_eos_token_id=EOS, bos_token_id=None,
+                          share_encoder_decoder_embeddings=True, tie_word_embeddings=True, num_beams=1,
+                          bad_words_ids=[[pad]], max_length=512)
+    return MarianMTModel(config)
+
+
+def save_tokenizer(sp, spm_path: str, out: Path) -> None:
+    """A MarianTokenizer over the shared sentencepiece model (for CTranslate2's converter)."""
+    import shutil
+
+    from transformers import MarianTokenizer
+
+    vocab = marian_vocab(sp)
+    (out / "vocab.json").write_text(json.dumps({p: i for i, p in enumerate(vocab)}), encoding="utf-8")
+    for name in ("source.spm", "target.spm"):
+        shutil.copyfile(spm_path, out / name)
+    tok = MarianTokenizer(str(out / "source.spm"), str(out / "target.spm"), str(out / "vocab.json"), source_lang="de",
+                          target_lang="en", unk_token="<unk>", eos_token="</s>", pad_token="<pad>")
+    tok.save_pretrained(out)
+
+
+def body(spec: dict) -> dict:
+    torch, device = setup_torch(spec)
+    import sentencepiece as spm
+    import torch.nn.functional as F
+    import transformers
+
+    warnings.filterwarnings("ignore")
+    transformers.logging.set_verbosity_error()
+    sp = spm.SentencePieceProcessor(model_file=spec["spm"])
+    vocab = sp.vocab_size() + 1
+    pad = vocab - 1
+    model = build(spec, vocab).to(device)
+    t = spec["train"]
+    params = list({id(p): p for p in model.parameters()}.values())
+    opt = torch.optim.AdamW(params, lr=t["lr"], betas=tuple(t["betas"]), eps=t["eps"], weight_decay=0.0)
+    timer = StepTimer(device)
+    model.train()
+    for step, b in enumerate(load_batches(spec), start=1):
+        n_tokens = int(b["tgt_len"].sum())
+        timer.step(n_tokens)
+        src = torch.from_numpy(b["src"]).long()
+        lengths = torch.from_numpy(b["src_len"]).long()
+        B = src.size(0)
+        src = torch.cat([src, torch.full((B, 1), pad)], dim=1)
+        src[torch.arange(B), lengths] = EOS  # Marian sources end in </s>
+        mask = torch.arange(src.size(1))[None, :] <= lengths[:, None]
+        src = src.masked_fill(~mask, pad)
+        labels = torch.from_numpy(b["tgt"]).long()
+        labels = labels.masked_fill(labels == PAD, -100)
+        src, mask, labels = src.to(device), mask.long().to(device), labels.to(device)
+        logits = model(input_ids=src, attention_mask=mask, labels=labels).logits
+        loss = F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(), ignore_index=-100,
+                               label_smoothing=t["label_smoothing"], reduction="sum")
+        opt.zero_grad(set_to_none=True)
+        (loss / n_tokens).backward()
+        for group in opt.param_groups:
+            group["lr"] = inverse_sqrt(step, t["lr"], t["lr_warmup"])
+        torch.nn.utils.clip_grad_norm_(params, t["clip"])
+        opt.step()
+    timer.end()
+    model.eval()
+    out = Path(spec["workdir"]) / "models" / "hf"
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out)
+    save_tokenizer(sp, spec["spm"], out)
+    result = {"train": {**timer.summary(t["timing_warmup"]), "params": sum(p.numel() for p in params)},
+              "model_dir": str(out), "versions": versions("torch", "transformers"), "decode": {},
+              "note": "MarianMTModel (post-LN), generate()"}
+    lines, lengths = read_lines(spec["test_src"]), spec["test_src_lengths"]
+
+    def run(batch_lines, indices, beam):
+        ids = [s + [EOS] for s in sp.encode(batch_lines)]
+        width = max(len(s) for s in ids)
+        src = torch.full((len(ids), width), pad, dtype=torch.long)
+        for row, seq in enumerate(ids):
+            src[row, : len(seq)] = torch.tensor(seq)
+        limits = [length_limit(len(s) - 1, spec) for s in ids]
+        with torch.inference_mode():
+            out = model.generate(input_ids=src.to(device), attention_mask=(src != pad).long().to(device),
+                                 num_beams=beam, max_new_tokens=max(limits), length_penalty=1.0, do_sample=False,
+                                 early_stopping=False)
+        texts = []
+        for row, limit in zip(out.tolist(), limits):
+            row = row[1:]  # the decoder start token
+            row = row[: row.index(EOS)] if EOS in row else row
+            texts.append(sp.decode([i for i in row[:limit] if i < pad]))
+        return texts
+
+    for mode, beam in (("greedy", 1), ("beam5", spec["decode"]["beam"])):
+        hyps, seconds = decode_in_batches(lambda bl, i, beam=beam: run(bl, i, beam), lines,
+                                          spec["decode"]["batch_size"], lengths)
+        result["decode"][mode] = {"seconds": round(seconds, 3), "sentences": len(lines),
+                                  "hyps": write_hyps(spec["workdir"], "hf", mode, hyps)}
+    return result
+
+
+if __name__ == "__main__":
+    run_system("hf", body)

@@ -1,0 +1,68 @@
+"""The benchmark harness (benchmarks/run.py) end to end on a micro setting: any2seq and the plain
+PyTorch baseline in the main venv (no peer venv), a few steps, a few sentences, the micro scaling
+plan. Checks the shape of what it writes, not the numbers."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+RUN = REPO / "benchmarks" / "run.py"
+MULTI30K = REPO / "data" / "multi30k"
+
+pytestmark = pytest.mark.skipif(not (MULTI30K / "train.de.gz").is_file(), reason="no Multi30k data")
+
+
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory):
+    root = tmp_path_factory.mktemp("bench")
+    args = [sys.executable, str(RUN), "--systems", "any2seq,torch", "--device", "cpu", "--threads", "1",
+            "--steps", "3", "--timing-warmup", "1", "--sentences", "20", "--max-len", "8", "--vocab", "1000",
+            "--d-model", "32", "--ff", "64", "--layers", "1", "--heads", "2", "--batch-tokens", "500",
+            "--scaling", "micro", "--workdir", str(root / "work"), "--results", str(root / "results"),
+            "--name", "smoke", "--peer-python", str(root / "no-peer-venv" / "bin" / "python")]
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    proc = subprocess.run(args, capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:] + proc.stdout[-2000:]
+    return root / "results", proc.stdout
+
+
+def test_json_holds_every_system_and_the_scaling_part(bench):
+    results, _ = bench
+    report = json.loads((results / "smoke.json").read_text(encoding="utf-8"))
+    assert {"meta", "spec", "probe", "systems", "scaling"} <= report.keys()
+    assert report["probe"]["cpu"]["gflop_s"] > 0
+    assert report["meta"]["steps"] == 3 and report["meta"]["sentences"] == 20
+    assert set(report["systems"]) == {"any2seq", "torch"}
+    for name, result in report["systems"].items():
+        assert result["ok"], (name, result.get("error"))
+        train = result["train"]
+        assert train["steps"] == 3 and train["tok_s"] > 0 and train["params"] > 0
+        assert 0 < train["share_of_peak"] and train["gflop_s"] > 0
+        assert result["peak_rss_mb"] > 0
+        for mode in ("greedy", "beam5"):
+            decode = result["decode"][mode]
+            assert decode["sentences"] == 20 and decode["sent_s"] > 0 and 0 <= decode["bleu"] <= 100
+            assert 0 <= decode["mean_out_tokens"] < 12  # --max-len 8, counted again on the detokenised text
+            assert len(Path(decode["hyps"]).read_text(encoding="utf-8").splitlines()) == 20
+    scaling = report["scaling"]
+    assert [row["length"] for row in scaling["decode"]["rows"]] == [4, 8]
+    assert all(row["cache_s"] > 0 and row["no_cache_s"] > 0 for row in scaling["decode"]["rows"])
+    for axis in ("batch_tokens", "width"):
+        assert scaling["train"][axis] and all(p["tok_s"] > 0 and p["peak_rss_mb"] > 0 for p in scaling["train"][axis])
+
+
+def test_table_and_charts(bench):
+    results, stdout = bench
+    header = [line for line in stdout.splitlines() if line.startswith("| system |")]
+    assert len(header) == 1 and header[0].count("|") == 12
+    rows = [line for line in stdout.splitlines() if line.startswith("| any2seq |") or line.startswith("| plain PyTorch")]
+    assert len(rows) == 2 and all(row.count("|") == 12 for row in rows)
+    assert (results / "smoke.md").read_text(encoding="utf-8").count("| system |") == 1
+    for png in ("smoke.png", "smoke-scaling.png"):
+        assert (results / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
