@@ -174,6 +174,7 @@ def run(args) -> dict:
         server.wait_ready(args.startup_timeout)
         conn = http.client.HTTPConnection(server.host, server.port, timeout=10)
         _, model = request(conn, "GET", "/v1/model")
+        conn.close()  # idle through the test, uvicorn would close it (keep-alive timeout): reconnect after
         if model.get("input_kind") != "text":
             raise RuntimeError(f"{args.model}: a {model.get('task')} model; this load test sends text")
         options = {} if args.beam is None else {"beam": args.beam}
@@ -187,6 +188,7 @@ def run(args) -> dict:
         for t in threads:
             t.join()
         elapsed = time.monotonic() - start
+        conn = http.client.HTTPConnection(server.host, server.port, timeout=10)
         _, health = request(conn, "GET", "/health")
         conn.close()
     finally:
