@@ -116,6 +116,19 @@ def decode_in_batches(translate, lines: list[str], batch_size: int, lengths: lis
     return out, time.perf_counter() - start
 
 
+def decode_modes(system: str, translate, spec: dict) -> dict:
+    """Greedy, then beam search over the test lines: ``translate(batch, indices, beam) -> texts``.
+    Returns {"greedy": ..., "beam5": ...}, each with seconds, sentence count and the hypothesis file."""
+    lines, lengths = read_lines(spec["test_src"]), spec["test_src_lengths"]
+    out = {}
+    for mode, beam in (("greedy", 1), ("beam5", spec["decode"]["beam"])):
+        hyps, seconds = decode_in_batches(lambda b, i, beam=beam: translate(b, i, beam), lines,
+                                          spec["decode"]["batch_size"], lengths)
+        out[mode] = {"seconds": round(seconds, 3), "sentences": len(lines),
+                     "hyps": write_hyps(spec["workdir"], system, mode, hyps)}
+    return out
+
+
 def length_limit(src_len: int, spec: dict) -> int:
     """Output tokens allowed for a source of ``src_len`` subwords: a * len + b (any2seq's rule)."""
     d = spec["decode"]

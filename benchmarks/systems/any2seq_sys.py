@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from common import StepTimer, decode_in_batches, read_lines, run_system, setup_torch, versions, write_hyps  # noqa: E402,E501
+from common import decode_modes, StepTimer, run_system, setup_torch, versions  # noqa: E402,E501
 
 
 def config_dict(spec: dict, out: Path) -> dict:
@@ -99,15 +99,11 @@ def body(spec: dict) -> dict:
     result = {"train": {**timer.summary(spec["train"]["timing_warmup"]), "params": count_parameters(translator.model),
                         "final_step": state["step"]},
               "model_dir": str(out), "versions": versions("torch", "any2seq"), "decode": {}}
-    lines, lengths = read_lines(spec["test_src"]), spec["test_src_lengths"]
-    for mode, beam in (("greedy", 1), ("beam5", spec["decode"]["beam"])):
-        def translate(batch, indices, beam=beam):
-            return translator.translate(batch, beam=beam, batch_tokens=10 ** 9, max_len=spec["decode"]["max_len"],
-                                        length_penalty=1.0)
+    def translate(batch, indices, beam):
+        return translator.translate(batch, beam=beam, batch_tokens=10 ** 9, max_len=spec["decode"]["max_len"],
+                                    length_penalty=1.0)
 
-        hyps, seconds = decode_in_batches(translate, lines, spec["decode"]["batch_size"], lengths)
-        result["decode"][mode] = {"seconds": round(seconds, 3), "sentences": len(lines),
-                                  "hyps": write_hyps(spec["workdir"], "any2seq", mode, hyps)}
+    result["decode"] = decode_modes("any2seq", translate, spec)
     return result
 
 

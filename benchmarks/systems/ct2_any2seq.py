@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from common import decode_in_batches, read_lines, run_system, versions, write_hyps  # noqa: E402
+from common import decode_modes, run_system, versions  # noqa: E402
 
 
 def engine_device(spec: dict) -> str:
@@ -29,15 +29,11 @@ def body(spec: dict) -> dict:
     translator = CT2Translator(out, threads=spec["threads"], device=device)
     result = {"versions": versions("ctranslate2", "any2seq"), "decode": {}, "model_dir": str(out),
               "note": f"export_ct2 of the any2seq model, float32, {device}"}
-    lines, lengths = read_lines(spec["test_src"]), spec["test_src_lengths"]
-    for mode, beam in (("greedy", 1), ("beam5", spec["decode"]["beam"])):
-        def translate(batch, indices, beam=beam):
-            return translator.translate(batch, beam=beam, max_len=spec["decode"]["max_len"], batch_size=len(batch),
-                                        length_penalty=1.0)
+    def translate(batch, indices, beam):
+        return translator.translate(batch, beam=beam, max_len=spec["decode"]["max_len"], batch_size=len(batch),
+                                    length_penalty=1.0)
 
-        hyps, seconds = decode_in_batches(translate, lines, spec["decode"]["batch_size"], lengths)
-        result["decode"][mode] = {"seconds": round(seconds, 3), "sentences": len(lines),
-                                  "hyps": write_hyps(spec["workdir"], "ct2", mode, hyps)}
+    result["decode"] = decode_modes("ct2", translate, spec)
     return result
 
 

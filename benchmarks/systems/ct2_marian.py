@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from common import decode_in_batches, length_limit, read_lines, run_system, versions, write_hyps  # noqa: E402
+from common import decode_modes, length_limit, run_system, versions  # noqa: E402
 
 
 def body(spec: dict) -> dict:
@@ -25,7 +25,6 @@ def body(spec: dict) -> dict:
     sp = spm.SentencePieceProcessor(model_file=spec["spm"])
     result = {"versions": versions("ctranslate2", "transformers"), "decode": {}, "model_dir": str(out),
               "note": f"TransformersConverter of the HF model, float32, {device}"}
-    lines, lengths = read_lines(spec["test_src"]), spec["test_src_lengths"]
 
     def run(batch, indices, beam):
         pieces = [sp.encode(line, out_type=str) for line in batch]
@@ -34,11 +33,7 @@ def body(spec: dict) -> dict:
                                              max_decoding_length=max(limits), return_scores=False)
         return [sp.decode_pieces(r.hypotheses[0][:limit]) for r, limit in zip(results, limits)]
 
-    for mode, beam in (("greedy", 1), ("beam5", spec["decode"]["beam"])):
-        hyps, seconds = decode_in_batches(lambda b, i, beam=beam: run(b, i, beam), lines,
-                                          spec["decode"]["batch_size"], lengths)
-        result["decode"][mode] = {"seconds": round(seconds, 3), "sentences": len(lines),
-                                  "hyps": write_hyps(spec["workdir"], "ct2-hf", mode, hyps)}
+    result["decode"] = decode_modes("ct2-hf", run, spec)
     return result
 
 

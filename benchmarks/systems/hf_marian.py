@@ -14,8 +14,7 @@ import warnings
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from common import (EOS, PAD, StepTimer, decode_in_batches, inverse_sqrt, length_limit, load_batches, read_lines,  # noqa: E402
-                    run_system, setup_torch, versions, write_hyps)
+from common import (decode_modes, EOS, PAD, StepTimer, inverse_sqrt, length_limit, load_batches, run_system, setup_torch, versions)
 
 
 def marian_vocab(sp) -> list[str]:
@@ -106,7 +105,6 @@ def body(spec: dict) -> dict:
     result = {"train": {**timer.summary(t["timing_warmup"]), "params": sum(p.numel() for p in params)},
               "model_dir": str(out), "versions": versions("torch", "transformers"), "decode": {},
               "note": "MarianMTModel (post-LN), generate()"}
-    lines, lengths = read_lines(spec["test_src"]), spec["test_src_lengths"]
 
     def run(batch_lines, indices, beam):
         ids = [s + [EOS] for s in sp.encode(batch_lines)]
@@ -126,11 +124,7 @@ def body(spec: dict) -> dict:
             texts.append(sp.decode([i for i in row[:limit] if i < pad]))
         return texts
 
-    for mode, beam in (("greedy", 1), ("beam5", spec["decode"]["beam"])):
-        hyps, seconds = decode_in_batches(lambda bl, i, beam=beam: run(bl, i, beam), lines,
-                                          spec["decode"]["batch_size"], lengths)
-        result["decode"][mode] = {"seconds": round(seconds, 3), "sentences": len(lines),
-                                  "hyps": write_hyps(spec["workdir"], "hf", mode, hyps)}
+    result["decode"] = decode_modes("hf", run, spec)
     return result
 
 

@@ -11,8 +11,8 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from common import (BOS, EOS, PAD, StepTimer, decode_in_batches, inverse_sqrt, length_limit, load_batches,  # noqa: E402
-                    read_lines, run_system, setup_torch, versions, write_hyps)
+from common import (decode_modes, BOS, EOS, PAD, StepTimer, inverse_sqrt, length_limit, load_batches,  # noqa: E402
+                    run_system, setup_torch, versions)
 
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
@@ -147,7 +147,6 @@ def body(spec: dict) -> dict:
     result = {"train": {**timer.summary(spec["train"]["timing_warmup"]), "params": params, "final_loss": final_loss},
               "versions": versions("torch"), "decode": {},
               "note": "nn.Transformer; decoder re-run over the prefix each step"}
-    lines, lengths = read_lines(spec["test_src"]), spec["test_src_lengths"]
 
     def run(batch_lines, indices, beam):
         ids = sp.encode(batch_lines)
@@ -163,11 +162,7 @@ def body(spec: dict) -> dict:
             texts.append(sp.decode([i for i in row if i not in (PAD, BOS)]))
         return texts
 
-    for mode, beam in (("greedy", 1), ("beam5", spec["decode"]["beam"])):
-        hyps, seconds = decode_in_batches(lambda b, i, beam=beam: run(b, i, beam), lines,
-                                          spec["decode"]["batch_size"], lengths)
-        result["decode"][mode] = {"seconds": round(seconds, 3), "sentences": len(lines),
-                                  "hyps": write_hyps(spec["workdir"], "torch", mode, hyps)}
+    result["decode"] = decode_modes("torch", run, spec)
     return result
 
 
