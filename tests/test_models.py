@@ -195,3 +195,37 @@ def test_saved_weights_reload_to_bit_identical_logits(tmp_path, encoder, decoder
         assert torch.equal(fresh.state_dict()[name], tensor), name
     fresh_table = getattr(fresh.decoder.embed, "tokens", fresh.decoder.embed)
     assert fresh.decoder.proj.weight is fresh_table.weight
+
+
+def test_the_ctc_loss_scores_the_target_words_without_eos_or_padding():
+    from any2seq.interfaces import Memory
+
+    model = build_model(model_config(TRANSFORMER, TRANSFORMER, ctc_weight=0.3), V, V)
+    model.ctc_head = nn.Linear(5, V)  # position t's state is one-hot on t: the head says frames[t]
+    frames = [5, PAD_ID, 6, 6, PAD_ID]  # 5, blank, 6, 6, blank: CTC reads "5 6"
+    with torch.no_grad():
+        model.ctc_head.weight.zero_()
+        model.ctc_head.bias.zero_()
+        for t, token in enumerate(frames):
+            model.ctc_head.weight[token, t] = 20.0
+    memory = Memory(torch.eye(5).expand(2, 5, 5), torch.ones(2, 5, dtype=torch.bool))
+    right = torch.tensor([[5, 6, EOS_ID, PAD_ID], [5, 6, EOS_ID, PAD_ID]])
+    wrong = torch.tensor([[6, 5, EOS_ID, PAD_ID], [7, EOS_ID, PAD_ID, PAD_ID]])
+    assert model.ctc_loss(memory, right) < 1e-3  # eos and pad are not words to emit
+    assert model.ctc_loss(memory, wrong) > 10.0
+
+
+def test_ctc_weight_trains_a_ctc_head_beside_the_decoder():
+    torch.manual_seed(0)
+    srcs, tgts = copy_task(8)
+    model = build_model(model_config(TRANSFORMER, TRANSFORMER, ctc_weight=0.5), V, V)
+    plain = build_model(model_config(TRANSFORMER, TRANSFORMER), V, V)
+    plain.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("ctc_head")})
+    batch = collate(srcs, tgts, range(8))
+    loss, n = model.loss(batch)
+    assert torch.isfinite(loss) and n == plain.loss(batch)[1]
+    assert not torch.isclose(loss, plain.loss(batch)[0])  # the CTC term is in
+    loss.backward()
+    assert model.ctc_head.weight.grad.abs().sum() > 0
+    with pytest.raises(UserError, match="ctc_weight"):
+        model_config(TRANSFORMER, TRANSFORMER, ctc_weight=1.0)

@@ -144,6 +144,10 @@ class ModelConfig:
     decoder: DecoderConfig = field(default_factory=TransformerDecoderConfig)
     tie_output: bool = True  # the target embedding doubles as the output projection
     share_embeddings: bool = False  # source and target share one embedding (needs tokenizer.joint)
+    ctc_weight: float = 0.0  # token decoders: mix in a CTC loss on the encoder's states (speech); 0 = off
+
+    def check(self):
+        _require(0.0 <= self.ctc_weight < 1.0, "ctc_weight", f"must be in [0, 1), got {self.ctc_weight}")
 
 
 @dataclass(frozen=True)

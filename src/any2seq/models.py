@@ -21,7 +21,8 @@ from .decoders.rnn import RNNDecoder
 from .decoders.transformer import TransformerDecoder
 from .encoders.text import RNNEncoder, TransformerEncoder
 from .errors import UserError
-from .interfaces import BOS_ID, EOS_ID, PAD_ID, Decoder, Encoder, EncoderDecoder, lengths_to_mask, shift_right
+from .interfaces import (BOS_ID, EOS_ID, PAD_ID, Decoder, Encoder, EncoderDecoder, as_memory, lengths_to_mask,
+                         shift_right)
 
 
 class Seq2Seq(EncoderDecoder):
@@ -29,16 +30,32 @@ class Seq2Seq(EncoderDecoder):
 
     bos, eos, pad = BOS_ID, EOS_ID, PAD_ID
 
-    def __init__(self, encoder: Encoder, decoder: Decoder, label_smoothing: float = 0.0):
+    def __init__(self, encoder: Encoder, decoder: Decoder, label_smoothing: float = 0.0, ctc_weight: float = 0.0,
+                 vocab: int = 0):
         super().__init__(encoder, decoder)
-        self.label_smoothing = label_smoothing
+        self.label_smoothing, self.ctc_weight = label_smoothing, ctc_weight
+        # hybrid CTC/attention (Watanabe et al., 2017): a CTC loss on the encoder's states makes it
+        # learn a monotonic alignment early, where attention alone can sit on a plateau for long
+        self.ctc_head = nn.Linear(encoder.out_dim, vocab) if ctc_weight > 0 else None
 
     def loss(self, batch) -> tuple[Tensor, int]:
-        """Summed label-smoothed cross-entropy over the batch's target tokens, and their count."""
-        logits, _ = self(batch.src, shift_right(batch.tgt, self.bos), batch.src_lengths)  # (B, T, V)
+        """Summed label-smoothed cross-entropy over the batch's target tokens (mixed with the CTC
+        loss when ``ctc_weight`` > 0), and the number of target tokens."""
+        memory = as_memory(self.encoder(batch.src, batch.src_lengths), batch.src_lengths)
+        state = self.decoder.init_state(memory, batch.src_lengths)
+        logits, _ = self.decoder(shift_right(batch.tgt, self.bos), state)  # (B, T, V)
         loss = F.cross_entropy(logits.flatten(0, 1).float(), batch.tgt.flatten(), ignore_index=self.pad,
                                label_smoothing=self.label_smoothing if self.training else 0.0, reduction="sum")
+        if self.ctc_head is not None:
+            loss = (1 - self.ctc_weight) * loss + self.ctc_weight * self.ctc_loss(memory, batch.tgt)
         return loss, int(batch.n_tokens)
+
+    def ctc_loss(self, memory, tgt: Tensor) -> Tensor:
+        """Summed CTC loss of the targets (eos and padding left out) given the memory; blank = pad."""
+        log_probs = self.ctc_head(memory.states).float().log_softmax(-1).transpose(0, 1)  # (S, B, V)
+        tokens = (tgt != self.pad) & (tgt != self.eos)
+        return F.ctc_loss(log_probs, tgt, memory.mask.sum(1), tokens.sum(1), blank=self.pad, reduction="sum",
+                          zero_infinity=True)
 
     def encode(self, src: Tensor, src_lengths: Tensor):
         """The decoder's initial state for a batch of sources."""
@@ -190,7 +207,7 @@ def build_model(cfg: ModelConfig, src_vocab: int = 0, tgt_vocab: int = 0, label_
         if cfg.encoder.kind not in TEXT_ENCODERS:
             raise UserError(f"model.share_embeddings: the {cfg.encoder.kind} encoder has no token embedding to share")
         share_embeddings(encoder, decoder, src_vocab, tgt_vocab)
-    return Seq2Seq(encoder, decoder, label_smoothing)
+    return Seq2Seq(encoder, decoder, label_smoothing, cfg.ctc_weight, tgt_vocab)
 
 
 def _token_table(module: nn.Module) -> nn.Embedding:

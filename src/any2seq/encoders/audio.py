@@ -77,9 +77,10 @@ class TransformerStack(nn.Module):
         self.drop = Dropout(dropout)
         self.layers = nn.ModuleList(EncoderLayer(d_model, heads, ff, dropout) for _ in range(layers))
         self.norm = nn.LayerNorm(d_model)
+        self.scale = math.sqrt(d_model)  # else the positions drown the features (as in ESPnet's subsampling)
 
     def forward(self, x: Tensor, lengths: Tensor, mask: Tensor) -> Tensor:  # (B, S, D), (B,), (B, S)
-        x = self.drop(x + sinusoids(x.size(1), x.size(2)).to(x))
+        x = self.drop(x * self.scale + sinusoids(x.size(1), x.size(2)).to(x))  # scaled as token embeddings are
         for layer in self.layers:
             x = layer(x, mask)
         return self.norm(x)
