@@ -180,6 +180,7 @@ class ConceptDataConfig:
     valid: str = "val"
     test: str = "test_2016_flickr"
     max_examples: int = 0  # use only the first N captions of each split (0 = all): quick trials and tests
+    rerank: bool = True  # beam search: of the n-best, output the first that covers the most concepts
 
 
 @dataclass(frozen=True)

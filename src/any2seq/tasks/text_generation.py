@@ -2,11 +2,13 @@
 sorted, are the input; the caption is the output. Data: Multi30k's English side."""
 from __future__ import annotations
 
+import dataclasses
 import re
 from pathlib import Path
 
 from ..config import Config
 from ..data import Items, read_lines
+from ..decoding import decode_items
 from ..errors import UserError
 from ..metrics import bleu_chrf
 from .base import JOINT, TextOutputTask, Tokenizers, check_split, train_text_tokenizer
@@ -28,14 +30,16 @@ def concepts(caption: str) -> list[str]:
     return sorted({w for w in _WORD.findall(caption.lower()) if w not in STOPWORDS and len(w) > 1})
 
 
+def covered(concept_list: str, output: str) -> int:
+    """How many of the space-separated concepts appear as words in the output."""
+    words = set(_WORD.findall(output.lower()))
+    return sum(w in words for w in concept_list.split())
+
+
 def coverage(inputs: list[str], outputs: list[str]) -> float:
     """Percent of input concepts that appear (as words) in the output."""
-    hit = total = 0
-    for src, out in zip(inputs, outputs):
-        words = set(_WORD.findall(out.lower()))
-        wanted = src.split()
-        hit, total = hit + sum(w in words for w in wanted), total + len(wanted)
-    return 100.0 * hit / max(total, 1)
+    hit = sum(covered(src, out) for src, out in zip(inputs, outputs))
+    return 100.0 * hit / max(sum(len(src.split()) for src in inputs), 1)
 
 
 def distinct_n(outputs: list[str], n: int = 2) -> float:
@@ -92,10 +96,29 @@ class TextGeneration(TextOutputTask):
         return {"bleu": scores["bleu"], "coverage": coverage([" ".join(concepts(r)) for r in refs], hyps),
                 "distinct_2": distinct_n(hyps, 2), "signature": scores["signature"]}
 
+    def ranked(self, model, toks, cfg, sources, opts, device, progress=False) -> list[list[dict]]:
+        """n-best outputs ({"text", "score"}) per source; with ``data.rerank`` and beam search, the
+        whole beam is kept and ordered by concepts covered, then by score (a stable sort)."""
+        wanted = opts.n_best
+        if cfg.data.rerank and not opts.sample and opts.beam > 1:
+            opts = dataclasses.replace(opts, n_best=opts.beam)
+        hyps = decode_items(model, self.source_items(cfg, toks, sources), opts, cfg.decode.batch_tokens, device,
+                            progress)
+        out = []
+        for source, n_best in zip(sources, hyps):
+            outputs = [{"text": text, "score": h.normalized}
+                       for text, h in zip(toks.tgt.decode([h.tokens for h in n_best]), n_best)]
+            if cfg.data.rerank:
+                outputs.sort(key=lambda o: -covered(source, o["text"]))
+            out.append(outputs[:wanted])
+        return out
+
+    def predict(self, model, toks, cfg, inputs, opts, device="cpu", progress=False):
+        return [{"outputs": outputs} for outputs in self.ranked(model, toks, cfg, inputs, opts, device, progress)]
+
     def evaluate(self, model, toks, cfg, split, opts, device="cpu", progress=False):
         sources, refs = self.examples(cfg, split)
-        src = self.source_items(cfg, toks, sources)
-        hyps = self.decode(model, toks, src, opts, cfg, device, progress)
+        hyps = [outputs[0]["text"] for outputs in self.ranked(model, toks, cfg, sources, opts, device, progress)]
         scores = bleu_chrf(hyps, refs)
         return {"bleu": scores["bleu"], "coverage": coverage(sources, hyps), "distinct_2": distinct_n(hyps, 2),
                 "signature": scores["signature"]}, hyps
