@@ -2,6 +2,7 @@
 CER via jiwer, and frame metrics (MSE, SSIM) for video."""
 from __future__ import annotations
 
+import numpy as np
 from sacrebleu.metrics import BLEU, CHRF
 
 
@@ -38,8 +39,6 @@ def wer_cer(hyps: list[str], refs: list[str]) -> dict:
 # ---- frame metrics (video prediction, text-to-video) ----------------------------------------------
 # MSE as in Moving MNIST papers (Srivastava et al., 2015) and SSIM (Wang et al., 2004), on pixels in
 # [0, 1], for predictions and targets of shape (..., C, H, W): any leading axes (sequences, frames).
-
-import numpy as np  # here, not at the top: this section was appended to the file
 
 SSIM_WINDOW, SSIM_SIGMA, SSIM_K1, SSIM_K2 = 11, 1.5, 0.01, 0.03
 

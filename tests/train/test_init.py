@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 from safetensors.torch import load_file
 
 from any2seq.cli import main
