@@ -77,7 +77,7 @@ training:
     batch_multiplier: 1
     updates: {t['steps']}
     epochs: 1000
-    validation_freq: {10 ** 9}
+    validation_freq: {max(1, t['steps'] // 10) * 10 ** 6}  # never, and a multiple of logging_freq as JoeyNMT requires
     logging_freq: {max(1, t['steps'] // 10)}
     overwrite: true
     shuffle: true
