@@ -145,7 +145,8 @@ def body(spec: dict) -> dict:
         topt = tparser.parse_args(["-model", str(checkpoint), "-src", str(dummy), "-beam_size", str(beam),
                                    "-batch_size", str(spec["decode"]["batch_size"]), "-batch_type", "sents",
                                    "-length_penalty", "avg", "-gpu", "0" if cuda else "-1", "-seed", "1",
-                                   "-max_length", str(spec["decode"]["max_len"])])
+                                   "-max_length", str(spec["decode"]["max_len"]),
+                                   "-output", str(work / f"onmt-{mode}.pred")])  # its default: ./pred.txt
         ArgumentParser.validate_translate_opts(topt)
         ArgumentParser._get_all_transform_translate(topt)
         ArgumentParser._validate_transforms_opts(topt)
