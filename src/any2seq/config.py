@@ -217,10 +217,12 @@ class SpeechDataConfig:
     min_digits: int = 1
     max_digits: int = 7
     noise: float = 0.0  # std of Gaussian noise added to training utterances
+    speed: float = 0.0  # training: each recording played at a speed in [1 - speed, 1 + speed] (tempo and pitch)
     held_out_speaker: str = ""  # a speaker left out of training entirely (reported as its own test)
 
     def check(self):
         _require(1 <= self.min_digits <= self.max_digits, "min_digits", "must be in [1, max_digits]")
+        _require(0.0 <= self.speed < 0.5, "speed", f"must be in [0, 0.5), got {self.speed}")
 
 
 @dataclass(frozen=True)

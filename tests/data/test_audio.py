@@ -242,3 +242,31 @@ def test_wer_cer():
     assert wer_cer([], []) == {"wer": 0.0, "cer": 0.0}
     with pytest.raises(ValueError):
         wer_cer(["one"], [])
+
+
+def test_change_speed_scales_tempo_and_pitch_together():
+    from any2seq.data.audio import change_speed
+
+    rate, hz = 8000, 200.0
+    tone = np.sin(2 * np.pi * hz * np.arange(rate) / rate).astype(np.float32)  # one second
+    for factor in (0.85, 1.15):
+        fast = change_speed(tone, factor)
+        assert fast.dtype == np.float32 and abs(len(fast) - rate / factor) <= 1
+        crossings = np.count_nonzero(np.diff(np.signbit(fast))) / (len(fast) / rate) / 2  # cycles a second
+        assert crossings == pytest.approx(hz * factor, rel=0.02)
+    assert np.array_equal(change_speed(tone, 1.0), tone)
+
+
+def test_speed_perturbation_touches_only_training_utterances():
+    from any2seq.config import config_from_dict
+    from any2seq.tasks import get_task
+
+    task = get_task("speech")
+    cfg = config_from_dict({"task": "speech", "data": {"n_train": 6, "n_valid": 6, "max_digits": 2}})
+    fast = config_from_dict({"task": "speech", "data": {"n_train": 6, "n_valid": 6, "max_digits": 2, "speed": 0.2}})
+    if not Path(cfg.data.root).is_dir():
+        pytest.skip(f"needs FSDD in {cfg.data.root}")
+    same = [np.array_equal(a, b) for a, b in zip(task.examples(cfg, "valid")[0], task.examples(fast, "valid")[0])]
+    assert all(same)
+    changed = [len(a) != len(b) for a, b in zip(task.examples(cfg, "train")[0], task.examples(fast, "train")[0])]
+    assert any(changed)

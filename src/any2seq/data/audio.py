@@ -121,7 +121,7 @@ def split_recordings(recordings: list[Recording], split: str, held_out_speaker: 
 
 def make_utterance(recordings: list[Recording], rng: np.random.Generator, min_digits: int = 1,
                    max_digits: int = 7, silence: tuple[float, float] = (0.05, 0.3), noise: float = 0.0,
-                   sample_rate: int = 8000) -> tuple[np.ndarray, str]:
+                   sample_rate: int = 8000, speed: float = 0.0) -> tuple[np.ndarray, str]:
     """1-7 random recordings joined with random silences between and around them -> (N,) float32, words.
 
     ``noise``: the largest standard deviation of the white noise added; each utterance draws its own.
@@ -130,7 +130,10 @@ def make_utterance(recordings: list[Recording], rng: np.random.Generator, min_di
     gaps = rng.uniform(silence[0], silence[1], len(picks) + 1)  # seconds
     parts = [np.zeros(int(gaps[0] * sample_rate + 0.5), np.float32)]
     for rec, gap in zip(picks, gaps[1:]):
-        parts += [cached_wav(str(rec.path), sample_rate), np.zeros(int(gap * sample_rate + 0.5), np.float32)]
+        wave = cached_wav(str(rec.path), sample_rate)
+        if speed > 0:  # speed perturbation (Ko et al., 2015): another voice's tempo and pitch
+            wave = change_speed(wave, rng.uniform(1 - speed, 1 + speed))
+        parts += [wave, np.zeros(int(gap * sample_rate + 0.5), np.float32)]
     audio = np.concatenate(parts)
     if noise > 0:  # a level drawn per utterance, up to ``noise``: clean and noisy audio are both seen
         level = rng.uniform(0.0, noise)
@@ -138,16 +141,23 @@ def make_utterance(recordings: list[Recording], rng: np.random.Generator, min_di
     return audio, " ".join(DIGIT_WORDS[rec.digit] for rec in picks)
 
 
+def change_speed(wave: np.ndarray, factor: float) -> np.ndarray:
+    """``wave`` played ``factor`` times as fast (linear interpolation): shorter and higher for factor > 1."""
+    n = max(1, int(round(len(wave) / factor)))
+    return np.interp(np.arange(n) * factor, np.arange(len(wave)), wave).astype(np.float32)
+
+
 def make_utterances(recordings: list[Recording], n: int, seed: int, min_digits: int = 1, max_digits: int = 7,
                     silence: tuple[float, float] = (0.05, 0.3), noise: float = 0.0,
-                    sample_rate: int = 8000) -> list[tuple[np.ndarray, str]]:
+                    sample_rate: int = 8000, speed: float = 0.0) -> list[tuple[np.ndarray, str]]:
     """``n`` utterances (waveform, transcript such as "three one four"), the same for the same seed."""
     if not recordings:
         raise ValueError("no recordings to join into utterances")
     if not 1 <= min_digits <= max_digits:
         raise ValueError(f"need 1 <= min_digits <= max_digits, got {min_digits} and {max_digits}")
     rng = np.random.default_rng(seed)
-    return [make_utterance(recordings, rng, min_digits, max_digits, silence, noise, sample_rate) for _ in range(n)]
+    return [make_utterance(recordings, rng, min_digits, max_digits, silence, noise, sample_rate, speed)
+            for _ in range(n)]
 
 
 def extract_fsdd_zip(zip_path, dest) -> Path:

@@ -21,11 +21,11 @@ def _recordings(root: str):
 
 @lru_cache(maxsize=8)
 def _utterances(root: str, split: str, n: int, seed: int, min_digits: int, max_digits: int, noise: float,
-                held_out_speaker: str, sample_rate: int):
+                held_out_speaker: str, sample_rate: int, speed: float = 0.0):
     recordings = split_recordings(_recordings(root), split, held_out_speaker)
     # every split draws from its own generator: the same seed never makes the same sequences twice
     utterances = make_utterances(recordings, n, seed * 1000 + SPLITS.index(split), min_digits, max_digits,
-                                 noise=noise, sample_rate=sample_rate)
+                                 noise=noise, sample_rate=sample_rate, speed=speed)
     return [u[0] for u in utterances], [u[1] for u in utterances]
 
 
@@ -48,7 +48,8 @@ class Speech(TextOutputTask):
             raise UserError("--split held_out: this model's config has no data.held_out_speaker")
         n = {"train": d.n_train, "valid": d.n_valid}.get(split, d.n_test)
         waves, words = _utterances(d.root, split, n, d.seed, d.min_digits, d.max_digits,
-                                   d.noise if split == "train" else 0.0, d.held_out_speaker, d.sample_rate)
+                                   d.noise if split == "train" else 0.0, d.held_out_speaker, d.sample_rate,
+                                   d.speed if split == "train" else 0.0)
         return list(waves), list(words)
 
     def source_items(self, cfg, toks, sources):
