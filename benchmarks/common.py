@@ -116,6 +116,18 @@ def decode_in_batches(translate, lines: list[str], batch_size: int, lengths: lis
     return out, time.perf_counter() - start
 
 
+def update(opt, params, loss, n_tokens: int, step: int, t: dict) -> None:
+    """One optimiser step of the shared recipe: per-token loss, inverse-sqrt lr, clipping, AdamW."""
+    import torch
+
+    opt.zero_grad(set_to_none=True)
+    (loss / n_tokens).backward()
+    for group in opt.param_groups:
+        group["lr"] = inverse_sqrt(step, t["lr"], t["lr_warmup"])
+    torch.nn.utils.clip_grad_norm_(params, t["clip"])
+    opt.step()
+
+
 def decode_modes(system: str, translate, spec: dict) -> dict:
     """Greedy, then beam search over the test lines: ``translate(batch, indices, beam) -> texts``.
     Returns {"greedy": ..., "beam5": ...}, each with seconds, sentence count and the hypothesis file."""

@@ -14,7 +14,18 @@ import warnings
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from common import (decode_modes, EOS, PAD, StepTimer, inverse_sqrt, length_limit, load_batches, run_system, setup_torch, versions)
+from common import (
+    EOS,
+    PAD,
+    StepTimer,
+    decode_modes,
+    length_limit,
+    load_batches,
+    run_system,
+    setup_torch,
+    update,
+    versions,
+)
 
 
 def marian_vocab(sp) -> list[str]:
@@ -90,12 +101,7 @@ def body(spec: dict) -> dict:
         logits = model(input_ids=src, attention_mask=mask, labels=labels).logits
         loss = F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(), ignore_index=-100,
                                label_smoothing=t["label_smoothing"], reduction="sum")
-        opt.zero_grad(set_to_none=True)
-        (loss / n_tokens).backward()
-        for group in opt.param_groups:
-            group["lr"] = inverse_sqrt(step, t["lr"], t["lr_warmup"])
-        torch.nn.utils.clip_grad_norm_(params, t["clip"])
-        opt.step()
+        update(opt, params, loss, n_tokens, step, t)
     timer.end()
     model.eval()
     out = Path(spec["workdir"]) / "models" / "hf"

@@ -11,11 +11,21 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from common import (decode_modes, BOS, EOS, PAD, StepTimer, inverse_sqrt, length_limit, load_batches,  # noqa: E402
-                    run_system, setup_torch, versions)
-
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
+from common import (  # noqa: E402
+    BOS,
+    EOS,
+    PAD,
+    StepTimer,
+    decode_modes,
+    length_limit,
+    load_batches,
+    run_system,
+    setup_torch,
+    update,
+    versions,
+)
 from torch import nn  # noqa: E402
 
 
@@ -73,12 +83,7 @@ def train(model, spec, device, timer):
         logits = model(src, tgt_in)
         loss = F.cross_entropy(logits.flatten(0, 1), tgt.flatten(), ignore_index=PAD,
                                label_smoothing=t["label_smoothing"], reduction="sum")
-        opt.zero_grad(set_to_none=True)
-        (loss / n_tokens).backward()
-        for group in opt.param_groups:
-            group["lr"] = inverse_sqrt(step, t["lr"], t["lr_warmup"])
-        torch.nn.utils.clip_grad_norm_(params, t["clip"])
-        opt.step()
+        update(opt, params, loss, n_tokens, step, t)
         loss_value = loss.detach()
     timer.end()
     return float(loss_value) / n_tokens if loss_value is not None else None
