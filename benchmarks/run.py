@@ -37,6 +37,7 @@ sys.path.insert(0, str(HERE))
 # name -> (script, venv, the training system whose model it decodes, or None)
 SYSTEMS = {
     "any2seq": ("any2seq_sys.py", "main", None),
+    "any2seq-bf16": ("any2seq_sys.py", "main", None),
     "torch": ("torch_plain.py", "main", None),
     "hf": ("hf_marian.py", "peer", None),
     "ct2": ("ct2_any2seq.py", "main", "any2seq"),
@@ -44,10 +45,12 @@ SYSTEMS = {
     "onmt": ("onmt_sys.py", "peer", None),
     "joeynmt": ("joeynmt_sys.py", "peer", None),
 }
-LABELS = {"any2seq": "any2seq", "torch": "plain PyTorch (no KV cache)", "hf": "HF Marian",
+# Systems that are another system's script with settings changed: name -> spec["variant"]
+VARIANTS = {"any2seq-bf16": {"bf16": True}}
+LABELS = {"any2seq": "any2seq", "any2seq-bf16": "any2seq, bf16 autocast", "torch": "plain PyTorch (no KV cache)", "hf": "HF Marian",
           "ct2": "CTranslate2 (any2seq export)", "ct2-hf": "CTranslate2 (HF Marian)", "onmt": "OpenNMT-py",
           "joeynmt": "JoeyNMT"}
-SHORT = {"any2seq": "any2seq", "torch": "PyTorch\n(no cache)", "hf": "HF Marian", "ct2": "CT2\n(any2seq)",
+SHORT = {"any2seq": "any2seq", "any2seq-bf16": "any2seq\nbf16", "torch": "PyTorch\n(no cache)", "hf": "HF Marian", "ct2": "CT2\n(any2seq)",
          "ct2-hf": "CT2\n(HF)", "onmt": "OpenNMT-py", "joeynmt": "JoeyNMT"}
 DEFAULT_SYSTEMS = ",".join(SYSTEMS)
 
@@ -173,14 +176,14 @@ def prepare(args, run: dict, workdir: Path) -> dict:
 
 # --- 2. probe ----------------------------------------------------------------------------------
 
-def matmul_probe(threads: int, device: str, n: int = 2048, seconds: float = 1.5) -> dict:
-    """Achieved fp32 GFLOP/s of torch.matmul (n x n) on ``threads`` threads: the peak to compare with."""
+def matmul_probe(threads: int, device: str, n: int = 2048, seconds: float = 1.5, dtype: str = "float32") -> dict:
+    """Achieved GFLOP/s of torch.matmul (n x n, fp32 or bf16) on ``threads`` threads: the peak to compare with."""
     import torch
 
     torch.set_num_threads(threads)
     if device == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = False
-    a, b = (torch.randn(n, n, device=device) for _ in range(2))
+    a, b = (torch.randn(n, n, device=device, dtype=getattr(torch, dtype)) for _ in range(2))
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     for _ in range(2):
         a @ b
@@ -193,7 +196,7 @@ def matmul_probe(threads: int, device: str, n: int = 2048, seconds: float = 1.5)
         elapsed = time.perf_counter() - start
         if elapsed >= seconds and reps >= 3:
             break
-    return {"n": n, "dtype": "float32", "threads": threads, "device": device, "reps": reps,
+    return {"n": n, "dtype": dtype, "threads": threads, "device": device, "reps": reps,
             "gflop_s": 2 * n ** 3 * reps / elapsed / 1e9}
 
 
@@ -267,6 +270,7 @@ def score(result: dict, spec: dict, probe: dict) -> None:
     if train and train.get("tok_s") and train.get("params"):
         train["gflop_s"] = 6 * train["params"] * train["tok_s"] / 1e9  # forward + backward ~ 6 FLOPs/param/token
         train["share_of_peak"] = train["gflop_s"] / probe["gflop_s"]
+        train["probe_dtype"] = probe["dtype"]
 
 
 def fmt(value, digits=0, suffix="") -> str:
@@ -345,7 +349,11 @@ def main(argv=None) -> int:
     if run["device"] == "cuda":
         probes["cuda"] = matmul_probe(args.threads, "cuda", n=8192, seconds=1.0)
         probe = probes["cuda"]
-    print(f"bench: matmul probe {probe['gflop_s']:.1f} GFLOP/s ({probe['device']})", file=sys.stderr, flush=True)
+    if any(VARIANTS.get(s, {}).get("bf16") for s in args.systems.split(",")):  # bf16 rows: their own peak
+        probes[f"{run['device']}-bf16"] = matmul_probe(args.threads, run["device"], n=probe["n"], dtype="bfloat16")
+    for p in probes.values():
+        print(f"bench: matmul probe {p['gflop_s']:.1f} GFLOP/s ({p['device']}, {p['dtype']})", file=sys.stderr,
+              flush=True)
 
     order = [s for s in args.systems.split(",") if s]
     order = sorted(dict.fromkeys(order), key=list(SYSTEMS).index)  # trainers before the engines that need them
@@ -361,16 +369,18 @@ def main(argv=None) -> int:
         if status is not None and not status.get("ok"):
             results[name] = {"system": name, "ok": False, "error": f"skipped: {status.get('note', 'not installed')}"}
             continue
-        sys_spec = dict(spec)
+        sys_spec = dict(spec, system=name, variant=VARIANTS.get(name, {}))
         if needs:
             sys_spec["source_model"] = results[needs]["model_dir"]
+        if needs or name in VARIANTS:
             path = workdir / f"spec.{name}.json"
             path.write_text(json.dumps(sys_spec, indent=1), encoding="utf-8")
         else:
             path = spec_path
         results[name] = run_system(name, sys_spec, path, args, workdir)
         # The train column of an engine is the trainer's: it only decodes.
-        score(results[name], spec, probe)
+        bf16 = VARIANTS.get(name, {}).get("bf16")
+        score(results[name], spec, probes[f"{run['device']}-bf16"] if bf16 else probe)
 
     scaling = None
     if not args.no_scaling:

@@ -1,4 +1,4 @@
-"""any2seq: its own training loop (``any2seq.runner.train`` -> ``any2seq.train.loop.fit``) on the
+"""any2seq (and any2seq-bf16: bf16 autocast in training, bf16 weights in decoding): its own training loop (``any2seq.runner.train`` -> ``any2seq.train.loop.fit``) on the
 shared tokenizer and batches, then ``any2seq.load(DIR).translate(lines, beam=...)``.
 
 Two things are wrapped, nothing else changed: the tokenizer step copies the shared sentencepiece
@@ -30,7 +30,7 @@ def config_dict(spec: dict, out: Path) -> dict:
         "train": {"seed": t["seed"], "batch_tokens": t["batch_tokens"], "lr": t["lr"], "schedule": "inverse_sqrt",
                   "warmup": t["lr_warmup"], "label_smoothing": t["label_smoothing"], "clip": t["clip"],
                   "max_steps": t["steps"], "valid_every": t["steps"], "valid_bleu": False, "metric": "loss",
-                  "log_every": max(t["steps"], 1), "keep_last": 1, "bf16": bool(t.get("bf16", False)),
+                  "log_every": max(t["steps"], 1), "keep_last": 1, "bf16": bool(spec.get("variant", {}).get("bf16")),
                   "threads": spec["threads"]},
         "decode": {"beam": spec["decode"]["beam"], "max_len_a": spec["decode"]["max_len_a"],
                    "max_len_b": spec["decode"]["max_len_b"]},
@@ -92,10 +92,11 @@ def body(spec: dict) -> dict:
     import any2seq
     from any2seq.models import count_parameters
 
-    out = Path(spec["workdir"]) / "models" / "any2seq"
+    name, bf16 = spec.get("system", "any2seq"), bool(spec.get("variant", {}).get("bf16"))
+    out = Path(spec["workdir"]) / "models" / name
     timer = StepTimer(device)
     state = train(spec, out, timer)
-    translator = any2seq.load(out, device=str(device))
+    translator = any2seq.load(out, device=str(device), dtype="bfloat16" if bf16 else "float32")
     result = {"train": {**timer.summary(spec["train"]["timing_warmup"]), "params": count_parameters(translator.model),
                         "final_step": state["step"]},
               "model_dir": str(out), "versions": versions("torch", "any2seq"), "decode": {}}
@@ -103,7 +104,9 @@ def body(spec: dict) -> dict:
         return translator.translate(batch, beam=beam, batch_tokens=10 ** 9, max_len=spec["decode"]["max_len"],
                                     length_penalty=1.0)
 
-    result["decode"] = decode_modes("any2seq", translate, spec)
+    result["decode"] = decode_modes(name, translate, spec)
+    if bf16:
+        result["note"] = "bf16 autocast in training, bf16 weights in decoding; % of the bf16 matmul probe"
     return result
 
 

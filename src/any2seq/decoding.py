@@ -88,6 +88,8 @@ def decode_items(model, sources: Items, opts: SearchOptions, batch_tokens: int =
         src, src_lengths = pad_items(sources, chunk, eos=False)
         src_lengths = None if src_lengths is None else src_lengths.to(device)
         sizes = None if sources.kind == "fixed" else torch.from_numpy(lengths[chunk]).to(device)
+        if src.is_floating_point():  # audio, images, frames: in the weights' dtype (bf16 decoding)
+            src = src.to(next(model.parameters()).dtype)
         hyps = _search(model, src.to(device), src_lengths, opts, generator, sizes)
         for i, h in zip(chunk, hyps):
             results[i] = h

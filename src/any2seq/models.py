@@ -23,6 +23,7 @@ from .encoders.text import RNNEncoder, TransformerEncoder
 from .errors import UserError
 from .interfaces import (BOS_ID, EOS_ID, PAD_ID, Decoder, Encoder, EncoderDecoder, as_memory, lengths_to_mask,
                          shift_right)
+from .nn.loss import linear_cross_entropy
 
 
 class Seq2Seq(EncoderDecoder):
@@ -43,9 +44,15 @@ class Seq2Seq(EncoderDecoder):
         loss when ``ctc_weight`` > 0), and the number of target tokens."""
         memory = as_memory(self.encoder(batch.src, batch.src_lengths), batch.src_lengths)
         state = self.decoder.init_state(memory, batch.src_lengths)
-        logits, _ = self.decoder(shift_right(batch.tgt, self.bos), state)  # (B, T, V)
-        loss = F.cross_entropy(logits.flatten(0, 1).float(), batch.tgt.flatten(), ignore_index=self.pad,
-                               label_smoothing=self.label_smoothing if self.training else 0.0, reduction="sum")
+        smoothing = self.label_smoothing if self.training else 0.0
+        proj = getattr(self.decoder, "proj", None)
+        if hasattr(self.decoder, "features") and isinstance(proj, nn.Linear) and proj.bias is None:
+            hidden, _ = self.decoder.features(shift_right(batch.tgt, self.bos), state)  # (B, T, D)
+            loss = linear_cross_entropy(hidden.flatten(0, 1), proj.weight, batch.tgt.flatten(), self.pad, smoothing)
+        else:  # a decoder without a separate output layer: its logits (B, T, V)
+            logits, _ = self.decoder(shift_right(batch.tgt, self.bos), state)
+            loss = F.cross_entropy(logits.flatten(0, 1).float(), batch.tgt.flatten(), ignore_index=self.pad,
+                                   label_smoothing=smoothing, reduction="sum")
         if self.ctc_head is not None:
             loss = (1 - self.ctc_weight) * loss + self.ctc_weight * self.ctc_loss(memory, batch.tgt)
         return loss, int(batch.n_tokens)

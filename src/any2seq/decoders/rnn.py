@@ -51,6 +51,11 @@ class RNNDecoder(Decoder):
 
     def forward(self, X: Tensor, state):
         """X (B, T) token ids -> logits (B, T, V) and the state after the last of them."""
+        x, state = self.features(X, state)
+        return self.proj(x), state
+
+    def features(self, X: Tensor, state):
+        """What ``forward`` feeds the output layer ``proj``: (B, T, E), and the new state."""
         x = self.drop(self.embed(X))  # (B, T, E)
         if self.attention_kind == "bahdanau":
             out, context, rec = self._additive(x, state)
@@ -60,8 +65,7 @@ class RNNDecoder(Decoder):
             if self.attention is not None:
                 context, _ = self.attention(out, state["keys"], state["memory"], state["mask"])
         feats = out if context is None else torch.cat([out, context], dim=-1)
-        logits = self.proj(self.drop(torch.tanh(self.pre_output(feats))))
-        return logits, {**state, **self._unpack(rec)}
+        return self.drop(torch.tanh(self.pre_output(feats))), {**state, **self._unpack(rec)}
 
     def cross_attention(self, X: Tensor, state) -> Tensor | None:
         """Attention probabilities (1, B, 1, T, S) over the memory while reading X (B, T), for

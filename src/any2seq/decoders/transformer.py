@@ -33,13 +33,18 @@ class TransformerDecoder(Decoder):
 
     def forward(self, X: Tensor, state):
         """X (B, T) token ids continuing the tokens in ``state`` -> logits (B, T, V), new state."""
+        x, state = self.features(X, state)
+        return self.proj(x), state
+
+    def features(self, X: Tensor, state):
+        """What ``forward`` feeds the output layer ``proj``: (B, T, D), new state."""
         offset = state["self"][0][0].size(2)
         x = self.embed(X, offset)
         caches = []
         for layer, cross_kv, cache in zip(self.layers, state["cross"], state["self"]):
             x, cache = layer(x, cross_kv, state["memory_mask"], cache)
             caches.append(cache)
-        return self.proj(self.norm(x)), {**state, "self": caches}
+        return self.norm(x), {**state, "self": caches}
 
     def cross_attention(self, X: Tensor, state) -> Tensor:
         """Cross-attention probabilities (layers, B, H, T, S) over the memory while reading X (B, T).

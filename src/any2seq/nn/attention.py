@@ -20,15 +20,20 @@ def merge_heads(x: Tensor) -> Tensor:
 
 
 def attend(q: Tensor, k: Tensor, v: Tensor, mask: Optional[Tensor] = None, is_causal: bool = False) -> Tensor:
-    """Fused scaled dot-product attention, (B, H, T, D/H) -> (B, H, T, D/H).
+    """Scaled dot-product attention, (B, H, T, D/H) -> (B, H, T, D/H); ``mask`` is True where a
+    query may look.
 
-    Under CPU bf16 autocast the kernel runs in float32: its bf16 backward is several times slower
-    there, while the projections around it keep the bf16 speed-up.
+    The fused kernel, except for bfloat16 on CPU: there its backward is ~6x slower than the
+    explicit product-softmax-product (softmax in float32), which runs at bf16 speed; for the
+    lengths of text and frame sequences the (T, S) scores it keeps are small.
     """
     if q.device.type == "cpu" and q.dtype == torch.bfloat16:
-        with torch.autocast("cpu", enabled=False):
-            y = F.scaled_dot_product_attention(q.float(), k.float(), v.float(), attn_mask=mask, is_causal=is_causal)
-        return y.to(torch.bfloat16)
+        scores = (q @ k.transpose(-1, -2)) * q.size(-1) ** -0.5
+        if is_causal:
+            mask = causal_mask(q.size(2), 0, q.device)
+        if mask is not None:
+            scores = scores.masked_fill(~mask, float("-inf"))
+        return scores.float().softmax(-1).to(v.dtype) @ v
     return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal)
 
 

@@ -56,22 +56,21 @@ class Finished:
                 for sentence in zip(*(column.tolist() for column in columns))]
 
 
-def finalised_eos(cand: Tensor, eos: int) -> Tensor:
-    """(A, K) scores of the eos candidates of ``cand`` (A, K, V) among the top K, else -inf."""
+def select(cand: Tensor, eos: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """One top-2K over the candidates ``cand`` (A, K, V), as fairseq does: the scores of eos
+    candidates that rank among the top K, per source beam (A, K), -inf for none; and the K best
+    non-eos candidates: scores, source beams and tokens (A, K) each, best first. A beam has one eos
+    candidate, so the top 2K hold at least K others."""
     A, K, V = cand.shape
-    top = cand.reshape(A, K * V).topk(K, dim=1)
-    is_eos = (top.indices % V == eos) & (top.values > NEG_INF)
-    chosen = torch.zeros(A, K, dtype=torch.long, device=cand.device)
-    chosen.scatter_add_(1, top.indices // V, is_eos.long())  # a beam has one eos candidate
-    return cand[:, :, eos].masked_fill(chosen == 0, NEG_INF)
-
-
-def best_continuations(cand: Tensor, eos: int) -> tuple[Tensor, Tensor, Tensor]:
-    """The K best non-eos candidates in ``cand`` (A, K, V): scores, source beams, tokens (A, K)."""
-    A, K, V = cand.shape
-    no_eos = cand.index_fill(2, torch.tensor([eos], device=cand.device), NEG_INF)
-    top = no_eos.reshape(A, K * V).topk(K, dim=1)
-    return top.values, top.indices // V, top.indices % V
+    top = cand.reshape(A, K * V).topk(min(2 * K, K * V), dim=1)  # sorted, best first
+    beams, tokens = top.indices // V, top.indices % V
+    is_eos = tokens == eos
+    eos_top = top.values[:, :K].masked_fill(~is_eos[:, :K], NEG_INF)
+    eos_scores = cand.new_full((A, K), NEG_INF).scatter_reduce_(1, beams[:, :K], eos_top, "amax")
+    n = top.values.size(1)
+    rank = torch.arange(n, device=cand.device) + n * is_eos  # non-eos first, in score order
+    pick = rank.topk(K, dim=1, largest=False).indices
+    return eos_scores, top.values.gather(1, pick), beams.gather(1, pick), tokens.gather(1, pick)
 
 
 def is_done(finished: Finished, sent: Tensor, scores: Tensor, limits: Tensor, t: int,
@@ -118,8 +117,9 @@ def beam_search(step: Step, state: State, batch_size: int, bos: int, eos: int, m
             break
         log_probs, state = step(tokens, state)  # (A*K, V)
         cand = scores[:, :, None] + log_probs.float().reshape(*scores.shape, -1)  # (A, K, V)
-        finished.add(sent, finalised_eos(cand, eos), history, t + 1)
-        scores, origin, tokens = best_continuations(cand, eos)  # (A, K) each
+        eos_scores, scores, origin, tokens = select(cand, eos)  # (A, K) each
+        if (eos_scores > NEG_INF).any():
+            finished.add(sent, eos_scores, history, t + 1)
         history = torch.cat([history.gather(1, origin[:, :, None].expand_as(history)),
                              tokens[:, :, None]], 2)
         at_limit = limits[sent] == t + 1

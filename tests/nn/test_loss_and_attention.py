@@ -1,0 +1,72 @@
+"""The fused output layer + cross-entropy, and the explicit bf16 attention path, against the
+plain torch formulas they replace."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+from any2seq.nn.attention import attend, causal_mask
+from any2seq.nn.loss import linear_cross_entropy
+
+
+def _case(seed=0, N=300, D=16, V=97):
+    g = torch.Generator().manual_seed(seed)
+    hidden = torch.randn(N, D, generator=g, requires_grad=True)
+    weight = (0.3 * torch.randn(V, D, generator=g)).requires_grad_()
+    target = torch.randint(0, V, (N,), generator=g)
+    target[::5] = 0  # padding, ignored
+    return hidden, weight, target
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+@pytest.mark.parametrize("chunk", [0, 7, 64, 1000])
+def test_fused_loss_and_gradients_equal_cross_entropy(smoothing, chunk):
+    hidden, weight, target = _case()
+    ref = F.cross_entropy(hidden @ weight.T, target, ignore_index=0, label_smoothing=smoothing, reduction="sum")
+    ref_grads = torch.autograd.grad(0.37 * ref, [hidden, weight])
+    loss = linear_cross_entropy(hidden, weight, target, 0, smoothing, chunk=chunk)
+    grads = torch.autograd.grad(0.37 * loss, [hidden, weight])  # backward scales by the upstream gradient
+    torch.testing.assert_close(loss, ref)
+    for got, want in zip(grads, ref_grads):
+        torch.testing.assert_close(got, want)
+
+
+def test_fused_loss_without_grad_and_all_ignored():
+    hidden, weight, target = _case(1)
+    with torch.no_grad():
+        ref = F.cross_entropy(hidden @ weight.T, target, ignore_index=0, reduction="sum")
+        torch.testing.assert_close(linear_cross_entropy(hidden, weight, target, 0), ref)
+    loss = linear_cross_entropy(hidden, weight, torch.zeros_like(target), 0, 0.1)
+    loss.backward()
+    assert loss.item() == 0 and hidden.grad.abs().sum() == 0 and weight.grad.abs().sum() == 0
+
+
+def test_fused_loss_under_bf16_autocast_is_as_close_as_autocast_cross_entropy():
+    hidden, weight, target = _case(2, N=512, D=64, V=1000)
+    exact = F.cross_entropy(hidden @ weight.T, target, ignore_index=0, label_smoothing=0.1, reduction="sum")
+    exact_grad = torch.autograd.grad(exact, weight)[0]
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        plain = F.cross_entropy((hidden @ weight.T).float(), target, ignore_index=0, label_smoothing=0.1,
+                                reduction="sum")
+        fused = linear_cross_entropy(hidden, weight, target, 0, 0.1)
+    plain_grad, fused_grad = (torch.autograd.grad(x, weight)[0] for x in (plain, fused))
+    assert fused.dtype == torch.float32 and fused_grad.dtype == torch.float32
+    rel = lambda g: ((g - exact_grad).norm() / exact_grad.norm()).item()  # noqa: E731
+    assert abs(fused.item() - exact.item()) / exact.item() < 1e-2
+    assert rel(fused_grad) < 2 * rel(plain_grad) + 1e-3
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_bf16_explicit_attention_matches_the_fused_kernel(causal):
+    g = torch.Generator().manual_seed(3)
+    q, k, v = (torch.randn(3, 2, 6, 8, generator=g) for _ in range(3))
+    mask = None if causal else torch.tensor([[1] * 6, [1] * 4 + [0] * 2, [1] + [0] * 5], dtype=torch.bool)
+    mask4 = None if mask is None else mask[:, None, None, :]
+    want = F.scaled_dot_product_attention(q, k, v, attn_mask=mask4, is_causal=causal)
+    got = attend(q.bfloat16(), k.bfloat16(), v.bfloat16(), mask4, causal)
+    assert got.dtype == torch.bfloat16
+    torch.testing.assert_close(got.float(), want, atol=3e-2, rtol=3e-2)
+
+
+def test_causal_mask_with_offset():
+    m = causal_mask(2, 3, "cpu")
+    assert m.tolist() == [[True, True, True, True, False], [True, True, True, True, True]]
