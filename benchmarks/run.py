@@ -1,6 +1,6 @@
 """The any2seq benchmark: the same Multi30k de->en work for any2seq and its peers, one table.
 
-    python benchmarks/run.py [--quick] [--systems any2seq,torch,hf,ct2,ct2-hf,onmt,joeynmt]
+    python benchmarks/run.py [--quick] [--systems any2seq,any2seq-bf16,torch,hf,ct2,ct2-hf,onmt,joeynmt]
                              [--threads N] [--device auto|cpu|cuda] [--steps N] [--sentences N]
 
 (``make bench`` / ``make bench-quick`` build the peer venv first and run this.) See

@@ -5,6 +5,7 @@ import torch
 import any2seq
 from any2seq.data import collate
 from any2seq.decoding import SearchOptions
+from any2seq.errors import UserError
 from any2seq.interfaces import shift_right
 from any2seq.modeldir import read_card
 from any2seq.tasks.translation import Tokenizers, translate_lines
@@ -66,3 +67,19 @@ def test_saved_and_reloaded_weights_give_bit_identical_logits(run, request):
     expected, _ = run.model(batch.src, dec_in, batch.src_lengths)
     got, _ = loaded(batch.src, dec_in, batch.src_lengths)
     assert torch.equal(got, expected)
+
+
+@runs
+def test_bf16_decoding_mostly_agrees_with_float32(run, request):
+    run = request.getfixturevalue(run)
+    lines = [de for de, _ in run.pairs]
+    want = any2seq.load(run.dir).translate(lines, beam=5)
+    bf16 = any2seq.load(run.dir, dtype="bf16")
+    assert next(bf16.model.parameters()).dtype == torch.bfloat16
+    got = bf16.translate(lines, beam=5)
+    assert sum(a == b for a, b in zip(got, want)) >= 0.8 * len(lines)  # bf16 logits may reorder near-ties
+
+
+def test_load_refuses_an_unknown_dtype(trained):
+    with pytest.raises(UserError, match="dtype: 'float16' is not one of"):
+        any2seq.load(trained.dir, dtype="float16")

@@ -21,7 +21,7 @@ pytestmark = pytest.mark.skipif(not (MULTI30K / "train.de.gz").is_file(), reason
 @pytest.fixture(scope="module")
 def bench(tmp_path_factory):
     root = tmp_path_factory.mktemp("bench")
-    args = [sys.executable, str(RUN), "--systems", "any2seq,torch", "--device", "cpu", "--threads", "1",
+    args = [sys.executable, str(RUN), "--systems", "any2seq,any2seq-bf16,torch", "--device", "cpu", "--threads", "1",
             "--steps", "3", "--timing-warmup", "1", "--sentences", "20", "--max-len", "8", "--vocab", "1000",
             "--d-model", "32", "--ff", "64", "--layers", "1", "--heads", "2", "--batch-tokens", "500",
             "--scaling", "micro", "--workdir", str(root / "work"), "--results", str(root / "results"),
@@ -38,7 +38,10 @@ def test_json_holds_every_system_and_the_scaling_part(bench):
     assert {"meta", "spec", "probe", "systems", "scaling"} <= report.keys()
     assert report["probe"]["cpu"]["gflop_s"] > 0
     assert report["meta"]["steps"] == 3 and report["meta"]["sentences"] == 20
-    assert set(report["systems"]) == {"any2seq", "torch"}
+    assert set(report["systems"]) == {"any2seq", "any2seq-bf16", "torch"}
+    assert report["probe"]["cpu-bf16"]["dtype"] == "bfloat16"
+    assert report["systems"]["any2seq-bf16"]["train"]["probe_dtype"] == "bfloat16"
+    assert report["systems"]["any2seq"]["train"]["probe_dtype"] == "float32"
     for name, result in report["systems"].items():
         assert result["ok"], (name, result.get("error"))
         train = result["train"]
@@ -61,8 +64,8 @@ def test_table_and_charts(bench):
     results, stdout = bench
     header = [line for line in stdout.splitlines() if line.startswith("| system |")]
     assert len(header) == 1 and header[0].count("|") == 12
-    rows = [line for line in stdout.splitlines() if line.startswith("| any2seq |") or line.startswith("| plain PyTorch")]
-    assert len(rows) == 2 and all(row.count("|") == 12 for row in rows)
+    rows = [line for line in stdout.splitlines() if line.startswith(("| any2seq |", "| any2seq, bf16", "| plain PyTorch"))]
+    assert len(rows) == 3 and all(row.count("|") == 12 for row in rows)
     assert (results / "smoke.md").read_text(encoding="utf-8").count("| system |") == 1
     for png in ("smoke.png", "smoke-scaling.png"):
         assert (results / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -88,3 +88,6 @@ def test_cli_ct2_errors_are_one_line(trained, tmp_path, capsys, monkeypatch):
     code, _, err = _cli(capsys, monkeypatch, "translate", "--model", tmp_path, "--engine", "ct2", "--sample",
                         stdin="x\n")
     assert code == 2 and "--sample" in err
+    code, _, err = _cli(capsys, monkeypatch, "translate", "--model", tmp_path, "--engine", "ct2", "--bf16",
+                        stdin="x\n")
+    assert code == 2 and "--bf16" in err
