@@ -41,6 +41,7 @@ EXAMPLES = {
     "serve": """examples:
   any2seq serve --model runs/demo                 # then open http://127.0.0.1:8000/ (API docs at /docs)
   any2seq serve --model runs/speech --port 8080 --max-inputs 8 --timeout 10
+  any2seq serve --model runs/demo --bf16          # bf16 weights: faster beam search on AVX512-BF16/AMX
   curl -s localhost:8000/v1/predict -H 'Content-Type: application/json' \\
        -d '{"inputs": ["Ein Hund läuft."], "beam": 5, "n_best": 3}'
   curl -s localhost:8000/v1/predict -F file=@utterance.wav -F beam=5     # image, audio, video models""",
@@ -161,6 +162,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--max-inputs", type=int, default=None, help="most inputs (lines or files) per request")
     p.add_argument("--max-len", type=int, default=None, help="largest max_len a request may ask for")
     p.add_argument("--timeout", type=float, default=None, help="seconds a request may wait for its outputs")
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--bf16", action="store_true", help="decode with bfloat16 weights (text outputs only)")
 
     p = sub.add_parser("plot", help="plots: a model's cross-attention, or a run's training curves",
                        epilog=EXAMPLES["plot"], formatter_class=fmt)
@@ -475,7 +478,7 @@ def cmd_serve(args) -> int:
     limits = Limits(**{k: v for k, v in given.items() if v is not None})
     from .serve import serve
 
-    return serve(str(args.model), args.host, args.port, limits)
+    return serve(str(args.model), args.host, args.port, limits, args.device, "bfloat16" if args.bf16 else "float32")
 
 
 def cmd_plot(args) -> int:

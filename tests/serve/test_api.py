@@ -315,3 +315,20 @@ def test_rnn_cross_attention_maps_cover_every_output_step(attention):
     assert maps.shape == (1, 2, 1, 4, 5)
     torch.testing.assert_close(maps.sum(-1), torch.ones(1, 2, 1, 4))
     assert (maps[0, 1, 0, :, 3:] == 0).all()  # the padding of the shorter source gets no attention
+
+
+def test_serve_loads_the_model_with_the_device_and_dtype_asked(trained, capsys, monkeypatch):
+    import torch
+    import uvicorn
+
+    real_load, loaded, ran = any2seq.load, [], []
+
+    def spy(*args):
+        loaded.append(real_load(*args))
+        return loaded[-1]
+
+    monkeypatch.setattr(any2seq, "load", spy)
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: ran.append(kw))
+    code, out, err = cli(capsys, "serve", "--model", trained.dir, "--port", "0", "--device", "cpu", "--bf16")
+    assert code == 0 and ran and ran[0]["port"] == 0, err
+    assert next(loaded[0].model.parameters()).dtype == torch.bfloat16

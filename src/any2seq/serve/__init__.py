@@ -5,8 +5,10 @@ from .app import create_app
 from .limits import Limits
 
 
-def serve(model_dir: str, host: str = "127.0.0.1", port: int = 8000, limits: Limits | None = None) -> int:
-    """Load the model in ``model_dir`` and serve it until interrupted; returns an exit status."""
+def serve(model_dir: str, host: str = "127.0.0.1", port: int = 8000, limits: Limits | None = None,
+          device: str = "cpu", dtype: str = "float32") -> int:
+    """Load the model in ``model_dir`` (on ``device``, weights in ``dtype``) and serve it until
+    interrupted; returns an exit status."""
     import socket
 
     import uvicorn
@@ -14,7 +16,7 @@ def serve(model_dir: str, host: str = "127.0.0.1", port: int = 8000, limits: Lim
     from .. import load
     from ..errors import UserError
 
-    predictor = load(model_dir)
+    predictor = load(model_dir, device, dtype)
     try:  # a port in use or a bad host: one line now, not uvicorn's log and exit
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
         with socket.socket(infos[0][0], socket.SOCK_STREAM) as probe:
