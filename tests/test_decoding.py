@@ -115,3 +115,11 @@ def test_sampling_is_repeatable_and_top_k_1_is_greedy(loaded, sources):
     assert other != first
     top1 = decode_ids(model, sources, SearchOptions(sample=True, top_k=1, seed=3))
     assert tokens(top1) == tokens(decode_ids(model, sources, SearchOptions(beam=1)))
+
+
+@pytest.mark.parametrize("seed", [-1, 2 ** 64])
+def test_a_seed_torch_cannot_take_is_a_user_error(seed):
+    from any2seq.errors import UserError
+
+    with pytest.raises(UserError, match="--seed: must be in 0..2\\*\\*64-1"):
+        SearchOptions(sample=True, seed=seed)

@@ -35,7 +35,8 @@ class SearchOptions:
                   (self.temperature > 0, "--temperature", f"must be positive, got {self.temperature}"),
                   (self.top_k >= 0, "--top-k", f"must not be negative, got {self.top_k}"),
                   (0 < self.top_p <= 1, "--top-p", f"must be in (0, 1], got {self.top_p}"),
-                  (self.max_len >= 1, "--max-len", f"must be at least 1, got {self.max_len}")]
+                  (self.max_len >= 1, "--max-len", f"must be at least 1, got {self.max_len}"),
+                  (0 <= self.seed < 2 ** 64, "--seed", f"must be in 0..2**64-1, got {self.seed}")]
         for ok, flag, message in checks:
             if not ok:
                 raise UserError(f"{flag}: {message}")

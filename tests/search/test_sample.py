@@ -29,12 +29,14 @@ def test_same_seed_same_samples_other_seed_other_samples():
     assert [as_tuples(hyps) for hyps in other] != [as_tuples(hyps) for hyps in first]
 
 
-@pytest.mark.parametrize("keep", [top_k(1), top_p(1e-6)], ids=["top_k=1", "top_p=tiny"])
-def test_keeping_only_the_top_token_is_greedy(keep):
+@pytest.mark.parametrize("filters", [[temperature(3.0), top_k(1)], [temperature(3.0), top_p(1e-6)],
+                                     [temperature(1e-300)], [temperature(1e-300), top_p(1e-300)]],
+                         ids=["top_k=1", "top_p=tiny", "temperature=1e-300", "both=1e-300"])
+def test_keeping_only_the_top_token_is_greedy(filters):
     step = ToyStep(vocab=7, bos=6, seed=9, eos_bias=1.0)
     keys, limits = [4, 5, 6], torch.tensor([7, 2, 5])
     by_greedy = greedy(step, step.init_state(keys), 3, step.bos, step.eos, limits)
-    by_sample = run_sample(step, keys, limits, filters=[temperature(3.0), keep], n=2)
+    by_sample = run_sample(step, keys, limits, filters=filters, n=2)
     assert [as_tuples(hyps) for hyps in by_sample] == [as_tuples(hyps) * 2 for hyps in by_greedy]
 
 

@@ -15,10 +15,13 @@ Filter = Callable[[Tensor], Tensor]  # (B, V) -> (B, V)
 
 
 def temperature(t: float) -> Filter:
-    """Divide the logits by ``t``: below 1 sharpens the distribution, above 1 flattens it."""
+    """Divide the logits by ``t``: below 1 sharpens the distribution, above 1 flattens it.
+
+    The row maximum is subtracted first (softmax does not change) and ``t`` is taken no smaller
+    than the dtype's tiniest normal number, so a tiny ``t`` gives greedy decoding, not NaNs."""
     if not t > 0:
         raise ValueError(f"temperature must be > 0, got {t}")
-    return lambda logits: logits / t
+    return lambda logits: (logits - logits.amax(-1, keepdim=True)) / max(t, torch.finfo(logits.dtype).tiny)
 
 
 def top_k(k: int) -> Filter:
@@ -48,6 +51,7 @@ def top_p(p: float) -> Filter:
         probs = ordered.softmax(-1)
         mass_before = probs.cumsum(-1) - probs  # probability of the tokens ranked above each one
         drop_ordered = mass_before >= p  # the set above already reaches p
+        drop_ordered[..., 0] = False  # the top token stays even when p rounds to 0 in float32
         drop = torch.empty_like(drop_ordered).scatter_(-1, order, drop_ordered)
         return logits.masked_fill(drop, float("-inf"))
 
