@@ -47,11 +47,11 @@ SYSTEMS = {
 }
 # Systems that are another system's script with settings changed: name -> spec["variant"]
 VARIANTS = {"any2seq-bf16": {"bf16": True}}
-LABELS = {"any2seq": "any2seq", "any2seq-bf16": "any2seq, bf16 autocast", "torch": "plain PyTorch (no KV cache)", "hf": "HF Marian",
-          "ct2": "CTranslate2 (any2seq export)", "ct2-hf": "CTranslate2 (HF Marian)", "onmt": "OpenNMT-py",
+LABELS = {"any2seq": "any2seq", "any2seq-bf16": "any2seq, bf16 autocast", "torch": "plain PyTorch (no KV cache)",
+          "hf": "HF Marian", "ct2": "CTranslate2 (any2seq export)", "ct2-hf": "CTranslate2 (HF Marian)", "onmt": "OpenNMT-py",
           "joeynmt": "JoeyNMT"}
-SHORT = {"any2seq": "any2seq", "any2seq-bf16": "any2seq\nbf16", "torch": "PyTorch\n(no cache)", "hf": "HF Marian", "ct2": "CT2\n(any2seq)",
-         "ct2-hf": "CT2\n(HF)", "onmt": "OpenNMT-py", "joeynmt": "JoeyNMT"}
+SHORT = {"any2seq": "any2seq", "any2seq-bf16": "any2seq\nbf16", "torch": "PyTorch\n(no cache)", "hf": "HF Marian",
+         "ct2": "CT2\n(any2seq)", "ct2-hf": "CT2\n(HF)", "onmt": "OpenNMT-py", "joeynmt": "JoeyNMT"}
 DEFAULT_SYSTEMS = ",".join(SYSTEMS)
 
 

@@ -1,5 +1,6 @@
-"""any2seq (and any2seq-bf16: bf16 autocast in training, bf16 weights in decoding): its own training loop (``any2seq.runner.train`` -> ``any2seq.train.loop.fit``) on the
-shared tokenizer and batches, then ``any2seq.load(DIR).translate(lines, beam=...)``.
+"""any2seq (and any2seq-bf16: bf16 autocast in training, bf16 weights in decoding): its own training
+loop (``any2seq.runner.train`` -> ``any2seq.train.loop.fit``) on the shared tokenizer and batches,
+then ``any2seq.load(DIR).translate(lines, beam=...)``.
 
 Two things are wrapped, nothing else changed: the tokenizer step copies the shared sentencepiece
 model in (so every system sees the same ids), and the batch stream records when each step starts.

@@ -199,7 +199,11 @@ def cmd_train(args) -> int:
 def _translator(args):
     from .api import load
 
-    return load(args.model, args.device, "bfloat16" if args.bf16 else "float32")
+    return load(args.model, args.device, _dtype(args))
+
+
+def _dtype(args) -> str:
+    return "bfloat16" if args.bf16 else "float32"
 
 
 def cmd_translate(args) -> int:
@@ -478,7 +482,7 @@ def cmd_serve(args) -> int:
     limits = Limits(**{k: v for k, v in given.items() if v is not None})
     from .serve import serve
 
-    return serve(str(args.model), args.host, args.port, limits, args.device, "bfloat16" if args.bf16 else "float32")
+    return serve(str(args.model), args.host, args.port, limits, args.device, _dtype(args))
 
 
 def cmd_plot(args) -> int:

@@ -23,10 +23,10 @@ def attend(q: Tensor, k: Tensor, v: Tensor, mask: Optional[Tensor] = None, is_ca
     """Scaled dot-product attention, (B, H, T, D/H) -> (B, H, T, D/H); ``mask`` is True where a
     query may look.
 
-    The fused kernel, except when training in bfloat16 on CPU: there its backward is ~6x slower
-    than the explicit product-softmax-product (softmax in float32), which runs at bf16 speed; for
-    the lengths of text and frame sequences the (T, S) scores it keeps are small. (Without a
-    gradient the fused bf16 kernel is no better: 2x the explicit form's time in beam search.)
+    The fused kernel, except for bfloat16 on CPU: there its backward is ~6x slower than the
+    explicit product-softmax-product (softmax in float32), which runs at bf16 speed, and without a
+    gradient it took 2x the explicit form's time in beam search. For the lengths of text and frame
+    sequences the (T, S) scores the explicit form keeps are small.
     """
     if q.device.type == "cpu" and q.dtype == torch.bfloat16:
         scores = (q @ k.transpose(-1, -2)) * q.size(-1) ** -0.5
