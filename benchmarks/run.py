@@ -53,6 +53,7 @@ LABELS = {"any2seq": "any2seq", "any2seq-bf16": "any2seq, bf16 autocast", "torch
 SHORT = {"any2seq": "any2seq", "any2seq-bf16": "any2seq\nbf16", "torch": "PyTorch\n(no cache)", "hf": "HF Marian",
          "ct2": "CT2\n(any2seq)", "ct2-hf": "CT2\n(HF)", "onmt": "OpenNMT-py", "joeynmt": "JoeyNMT"}
 DEFAULT_SYSTEMS = ",".join(SYSTEMS)
+DECODE_ONLY = ["any2seq", "any2seq-bf16", "hf", "onmt"]  # trainers that keep their model in the workdir
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -88,6 +89,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                     help="the scaling part's size (default: quick with --quick, else full)")
     ap.add_argument("--no-plot", action="store_true", help="no PNG charts")
     ap.add_argument("--timeout", type=int, default=None, help="seconds allowed to each system process")
+    ap.add_argument("--decode-only", action="store_true",
+                    help="time decoding again with the models the last run left in --workdir (its spec: steps, "
+                         "sentences, model), without training: for decoder changes; " + ", ".join(DECODE_ONLY)
+                         + " and the CTranslate2 engines")
     args = ap.parse_args(argv)
     unknown = [s for s in args.systems.split(",") if s and s not in SYSTEMS]
     if unknown:
@@ -336,14 +341,25 @@ def main(argv=None) -> int:
     run = resolve(args)
     workdir = args.workdir.resolve()
     workdir.mkdir(parents=True, exist_ok=True)
-    for stale in ("models", "hyps", "out"):
-        shutil.rmtree(workdir / stale, ignore_errors=True)
-    started = time.perf_counter()
-    print(f"bench: preparing data ({run['steps']} steps, {run['sentences']} sentences, device {run['device']}, "
-          f"{args.threads} threads)", file=sys.stderr, flush=True)
-    spec = prepare(args, run, workdir)
     spec_path = workdir / "spec.json"
-    spec_path.write_text(json.dumps(spec, indent=1), encoding="utf-8")
+    started = time.perf_counter()
+    if args.decode_only:
+        if not spec_path.is_file():
+            print(f"bench: --decode-only: no {spec_path} (run the benchmark once first)", file=sys.stderr)
+            return 2
+        spec = json.loads(spec_path.read_text(encoding="utf-8"))
+        run.update(device=spec["device"], steps=spec["train"]["steps"], timing_warmup=spec["train"]["timing_warmup"],
+                   sentences=len(spec["test_src_lengths"]))
+        args.no_scaling, args.threads = True, spec["threads"]
+        print(f"bench: decoding again with the models in {workdir / 'models'} ({run['steps']} steps)",
+              file=sys.stderr, flush=True)
+    else:
+        for stale in ("models", "hyps", "out"):
+            shutil.rmtree(workdir / stale, ignore_errors=True)
+        print(f"bench: preparing data ({run['steps']} steps, {run['sentences']} sentences, device {run['device']}, "
+              f"{args.threads} threads)", file=sys.stderr, flush=True)
+        spec = prepare(args, run, workdir)
+        spec_path.write_text(json.dumps(spec, indent=1), encoding="utf-8")
     probe = matmul_probe(args.threads, "cpu")
     probes = {"cpu": probe}
     if run["device"] == "cuda":
@@ -369,10 +385,13 @@ def main(argv=None) -> int:
         if status is not None and not status.get("ok"):
             results[name] = {"system": name, "ok": False, "error": f"skipped: {status.get('note', 'not installed')}"}
             continue
-        sys_spec = dict(spec, system=name, variant=VARIANTS.get(name, {}))
+        if args.decode_only and not needs and name not in DECODE_ONLY:
+            results[name] = {"system": name, "ok": False, "error": "skipped: --decode-only, it keeps no model"}
+            continue
+        sys_spec = dict(spec, system=name, variant=VARIANTS.get(name, {}), decode_only=args.decode_only)
         if needs:
             sys_spec["source_model"] = results[needs]["model_dir"]
-        if needs or name in VARIANTS:
+        if needs or name in VARIANTS or args.decode_only:
             path = workdir / f"spec.{name}.json"
             path.write_text(json.dumps(sys_spec, indent=1), encoding="utf-8")
         else:
@@ -397,15 +416,18 @@ def main(argv=None) -> int:
             "cpu": _cpu_name(), "cpus": os.cpu_count(), "threads": args.threads, "device": run["device"],
             "gpu": torch.cuda.get_device_name(0) if run["device"] == "cuda" else None,
             "quick": args.quick, "steps": run["steps"], "timing_warmup": run["timing_warmup"],
-            "sentences": run["sentences"], "torch": torch.__version__, "load_avg": os.getloadavg(),
+            "sentences": run["sentences"], "decode_only": args.decode_only, "torch": torch.__version__,
+            "load_avg": os.getloadavg(),
             "wall_s": round(time.perf_counter() - started, 1), "command": " ".join(sys.argv)}
     report = {"meta": meta, "spec": {k: v for k, v in spec.items() if k != "test_src_lengths"}, "probe": probes,
               "systems": results, "scaling": scaling}
     json_path = args.results / f"{stem}.json"
     json_path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     md = table(results, order)
-    title = (f"any2seq benchmark {meta['date']} on {host}: Multi30k de-en, d{args.d_model} {args.layers}+{args.layers} "
-             f"layers, {run['steps']} steps, {run['sentences']} sentences, {run['device']}, {args.threads} threads")
+    m = spec["model"]
+    title = (f"any2seq benchmark {meta['date']} on {host}: Multi30k de-en, d{m['d_model']} {m['layers']}+{m['layers']} "
+             f"layers, {run['steps']} steps, {run['sentences']} sentences, {run['device']}, {args.threads} threads"
+             + (" (decoding only, models of the last run)" if args.decode_only else ""))
     (args.results / f"{stem}.md").write_text(f"{title}\n\n{md}\n", encoding="utf-8")
     if not args.no_plot:
         chart(results, order, args.results / f"{stem}.png", title)
@@ -422,7 +444,9 @@ def main(argv=None) -> int:
 
         print("\n" + scaling_tables(scaling))
     print(f"\nresults: {json_path} (+ .md{', .png' if not args.no_plot else ''}); took {meta['wall_s']:.0f}s")
-    return 0 if all(results[n].get("ok") for n in order if SYSTEMS[n][1] == "main") else 1
+    ran = [n for n in order if SYSTEMS[n][1] == "main" and not (args.decode_only and n not in DECODE_ONLY
+                                                                  and not SYSTEMS[n][2])]
+    return 0 if all(results[n].get("ok") for n in ran) else 1
 
 
 def _cpu_name() -> str:

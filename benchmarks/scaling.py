@@ -68,8 +68,8 @@ def decode_point(point: dict, spec: dict, torch, device) -> dict:
     def uncached_step(tokens, state):
         prefix = torch.cat([state["prefix"], tokens[:, None]], dim=1)
         x = dec.embed(prefix, 0)
-        for layer, cross_kv in zip(dec.layers, state["cross"]):
-            x, _ = layer(x, cross_kv, state["memory_mask"], None)
+        for layer, cross_kv in zip(dec.layers, state["source"]["cross"]):
+            x, _ = layer(x, cross_kv, state["source"]["memory_mask"], None)
         log_probs = dec.proj(dec.norm(x[:, -1])).float().log_softmax(-1)
         log_probs[:, eos] = float("-inf")
         return log_probs, {**state, "prefix": prefix}

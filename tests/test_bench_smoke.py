@@ -29,11 +29,11 @@ def bench(tmp_path_factory):
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
     proc = subprocess.run(args, capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:] + proc.stdout[-2000:]
-    return root / "results", proc.stdout
+    return root / "results", proc.stdout, args, env
 
 
 def test_json_holds_every_system_and_the_scaling_part(bench):
-    results, _ = bench
+    results, *_ = bench
     report = json.loads((results / "smoke.json").read_text(encoding="utf-8"))
     assert {"meta", "spec", "probe", "systems", "scaling"} <= report.keys()
     assert report["probe"]["cpu"]["gflop_s"] > 0
@@ -61,7 +61,7 @@ def test_json_holds_every_system_and_the_scaling_part(bench):
 
 
 def test_table_and_charts(bench):
-    results, stdout = bench
+    results, stdout, *_ = bench
     header = [line for line in stdout.splitlines() if line.startswith("| system |")]
     assert len(header) == 1 and header[0].count("|") == 12
     rows = [line for line in stdout.splitlines() if line.startswith(("| any2seq |", "| any2seq, bf16", "| plain PyTorch"))]
@@ -69,3 +69,23 @@ def test_table_and_charts(bench):
     assert (results / "smoke.md").read_text(encoding="utf-8").count("| system |") == 1
     for png in ("smoke.png", "smoke-scaling.png"):
         assert (results / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_decode_only_decodes_the_models_left_in_the_workdir(bench):
+    results, _, args, env = bench
+    again = [a for a in args if a != "micro"]
+    again[again.index("--scaling")] = "--decode-only"
+    again[again.index("smoke")] = "again"
+    proc = subprocess.run(again, capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:] + proc.stdout[-2000:]
+    report = json.loads((results / "again.json").read_text(encoding="utf-8"))
+    first = json.loads((results / "smoke.json").read_text(encoding="utf-8"))
+    assert report["meta"]["decode_only"] and report["scaling"] is None
+    assert report["systems"]["torch"]["error"] == "skipped: --decode-only, it keeps no model"
+    for name in ("any2seq", "any2seq-bf16"):
+        result = report["systems"][name]
+        assert result["ok"] and result["train"] is None
+        for mode in ("greedy", "beam5"):  # the same model decodes the same sentences again
+            assert result["decode"][mode]["bleu"] == first["systems"][name]["decode"][mode]["bleu"]
+            assert result["decode"][mode]["sent_s"] > 0
+

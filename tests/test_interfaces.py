@@ -6,7 +6,8 @@ import torch
 from torch import nn
 
 from any2seq import Decoder, Encoder, EncoderDecoder
-from any2seq.interfaces import BOS_ID, Memory, as_memory, lengths_to_mask, reorder_state, shift_right
+from any2seq.interfaces import (BOS_ID, Memory, PerSource, as_memory, lengths_to_mask, reorder_state,
+                                shift_right)
 
 
 # --- the seed example, verbatim -----------------------------------------------------------------
@@ -135,3 +136,13 @@ def test_reorder_state_selects_rows_of_every_tensor_in_the_tree():
     assert out["cache"] == Cache(out["cache"].keys, 4) and out["cache"].keys.tolist() == [102, 102, 100]
     assert out["name"] == "kept"
     assert state["h"][:, 0].tolist() == [0, 1, 2]  # the old state is unchanged
+
+
+def test_reorder_state_selects_per_source_nodes_by_source():
+    state = {"rows": torch.arange(6), "memory": PerSource(keys=[torch.arange(3) * 10])}
+    beams = reorder_state(state, torch.tensor([0, 0, 2, 2]), sources=torch.tensor([0, 2]))
+    assert beams["rows"].tolist() == [0, 0, 2, 2] and beams["memory"]["keys"][0].tolist() == [0, 20]
+    assert isinstance(beams["memory"], PerSource)
+    kept = reorder_state(state, torch.tensor([1, 0]), sources=slice(None))  # beams swap, sources stay
+    assert kept["memory"]["keys"][0].tolist() == [0, 10, 20]
+    assert reorder_state(state, torch.tensor([2]))["memory"]["keys"][0].tolist() == [20]  # default: by row

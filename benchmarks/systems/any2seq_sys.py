@@ -96,10 +96,10 @@ def body(spec: dict) -> dict:
     name, bf16 = spec.get("system", "any2seq"), bool(spec.get("variant", {}).get("bf16"))
     out = Path(spec["workdir"]) / "models" / name
     timer = StepTimer(device)
-    state = train(spec, out, timer)
+    state = None if spec.get("decode_only") else train(spec, out, timer)
     translator = any2seq.load(out, device=str(device), dtype="bfloat16" if bf16 else "float32")
-    result = {"train": {**timer.summary(spec["train"]["timing_warmup"]), "params": count_parameters(translator.model),
-                        "final_step": state["step"]},
+    result = {"train": state and {**timer.summary(spec["train"]["timing_warmup"]),
+                                  "params": count_parameters(translator.model), "final_step": state["step"]},
               "model_dir": str(out), "versions": versions("torch", "any2seq"), "decode": {}}
     def translate(batch, indices, beam):
         return translator.translate(batch, beam=beam, batch_tokens=10 ** 9, max_len=spec["decode"]["max_len"],

@@ -68,18 +68,11 @@ def save_tokenizer(sp, spm_path: str, out: Path) -> None:
     tok.save_pretrained(out)
 
 
-def body(spec: dict) -> dict:
-    torch, device = setup_torch(spec)
-    import sentencepiece as spm
+def train_model(model, spec: dict, device, pad: int) -> dict:
+    """Train ``model`` on the shared batches; the timer's summary."""
+    import torch
     import torch.nn.functional as F
-    import transformers
 
-    warnings.filterwarnings("ignore")
-    transformers.logging.set_verbosity_error()
-    sp = spm.SentencePieceProcessor(model_file=spec["spm"])
-    vocab = sp.vocab_size() + 1
-    pad = vocab - 1
-    model = build(spec, vocab).to(device)
     t = spec["train"]
     params = list({id(p): p for p in model.parameters()}.values())
     opt = torch.optim.AdamW(params, lr=t["lr"], betas=tuple(t["betas"]), eps=t["eps"], weight_decay=0.0)
@@ -103,13 +96,30 @@ def body(spec: dict) -> dict:
                                label_smoothing=t["label_smoothing"], reduction="sum")
         update(opt, params, loss, n_tokens, step, t)
     timer.end()
-    model.eval()
+    return {**timer.summary(t["timing_warmup"]), "params": sum(p.numel() for p in params)}
+
+
+def body(spec: dict) -> dict:
+    torch, device = setup_torch(spec)
+    import sentencepiece as spm
+    import transformers
+
+    warnings.filterwarnings("ignore")
+    transformers.logging.set_verbosity_error()
+    sp = spm.SentencePieceProcessor(model_file=spec["spm"])
+    vocab = sp.vocab_size() + 1
+    pad = vocab - 1
     out = Path(spec["workdir"]) / "models" / "hf"
-    out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out)
-    save_tokenizer(sp, spec["spm"], out)
-    result = {"train": {**timer.summary(t["timing_warmup"]), "params": sum(p.numel() for p in params)},
-              "model_dir": str(out), "versions": versions("torch", "transformers"), "decode": {},
+    if spec.get("decode_only"):  # the model the last run saved
+        model, train = transformers.MarianMTModel.from_pretrained(out).to(device), None
+    else:
+        model = build(spec, vocab).to(device)
+        train = train_model(model, spec, device, pad)
+        out.mkdir(parents=True, exist_ok=True)
+        model.save_pretrained(out)
+        save_tokenizer(sp, spec["spm"], out)
+    model.eval()
+    result = {"train": train, "model_dir": str(out), "versions": versions("torch", "transformers"), "decode": {},
               "note": "MarianMTModel (post-LN), generate()"}
 
     def run(batch_lines, indices, beam):

@@ -90,23 +90,14 @@ log_file: {work / 'train.log'}
 """
 
 
-def body(spec: dict) -> dict:
-    torch, device = setup_torch(spec)
-    try:
-        import onmt  # noqa: F401
-        from onmt.bin import train as onmt_train
-        from onmt.trainer import Trainer
-    except ImportError as e:
-        raise SystemExit(f"skipped: OpenNMT-py does not import ({e})")
-    import sentencepiece as spm
+def train(spec: dict, sp, work: Path, device) -> dict:
+    """Train with OpenNMT-py's own trainer, timing each step; the timer's summary."""
+    from onmt.bin import train as onmt_train
+    from onmt.trainer import Trainer
 
-    sp = spm.SentencePieceProcessor(model_file=spec["spm"])
-    work = Path(spec["workdir"]) / "models" / "onmt"
     work.mkdir(parents=True, exist_ok=True)
     write_data(spec, sp, work)
-    cuda = device.type == "cuda"
-    (work / "config.yaml").write_text(config(spec, work, cuda), encoding="utf-8")
-
+    (work / "config.yaml").write_text(config(spec, work, device.type == "cuda"), encoding="utf-8")
     timer, seen = StepTimer(device), {}
     original = Trainer._gradient_accumulation
 
@@ -121,9 +112,22 @@ def body(spec: dict) -> dict:
     opt, _ = parser.parse_known_args(["-config", str(work / "config.yaml")])
     onmt_train.train(opt)
     Trainer._gradient_accumulation = original
-    model = seen["model"]
-    params = sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
-    result = {"train": {**timer.summary(spec["train"]["timing_warmup"]), "params": params},
+    params = sum(p.numel() for p in {id(p): p for p in seen["model"].parameters()}.values())
+    return {**timer.summary(spec["train"]["timing_warmup"]), "params": params}
+
+
+def body(spec: dict) -> dict:
+    torch, device = setup_torch(spec)
+    try:
+        import onmt  # noqa: F401
+    except ImportError as e:
+        raise SystemExit(f"skipped: OpenNMT-py does not import ({e})")
+    import sentencepiece as spm
+
+    sp = spm.SentencePieceProcessor(model_file=spec["spm"])
+    work = Path(spec["workdir"]) / "models" / "onmt"
+    cuda = device.type == "cuda"
+    result = {"train": None if spec.get("decode_only") else train(spec, sp, work, device),
               "versions": versions("torch", "onmt"), "decode": {},
               "note": "OpenNMT-py's own batching (~same tokens/batch), noam == inverse_sqrt"}
     checkpoint = work / f"model_step_{spec['train']['steps']}.pt"

@@ -10,7 +10,9 @@ Conventions:
     * ``*args`` after the inputs carries the source lengths (B,), as in d2l's ``enc_valid_lens``.
     * Decoder state is a value: ``init_state`` returns one, ``forward`` returns a new one, and
       nothing is cached on ``self``. A state is a tree of dicts, lists and tuples whose tensor
-      leaves all have the batch on dimension 0, so ``reorder_state`` serves every decoder.
+      leaves all have the batch on dimension 0, so ``reorder_state`` serves every decoder. A
+      ``PerSource`` node holds what the rows decoded from one source share (the K beams of a
+      sentence read the same encoder memory): its dimension 0 counts sources, not rows.
 """
 from __future__ import annotations
 
@@ -109,26 +111,47 @@ def as_memory(enc_outputs, lengths: Optional[Tensor] = None) -> Memory:
     return Memory(enc_outputs, mask, final)
 
 
-def map_state(fn: Callable[[Tensor], Tensor], state: State) -> State:
-    """Apply ``fn`` to every tensor leaf of a state tree; other leaves pass through."""
+class PerSource(dict):
+    """A state node (a dict) of tensors kept once per source, not once per row.
+
+    Beam search decodes K rows from each source; what they all read (the encoder memory, its
+    projected keys and values) need not be copied K times, nor reordered when beams swap. A
+    decoder that keeps such tensors here sees ``rows // sources`` rows per source (consecutive
+    rows share one), and ``reorder_state`` selects them by source.
+    """
+
+
+def map_state(fn: Callable[[Tensor], Tensor], state: State,
+              per_source: Optional[Callable[[Tensor], Tensor]] = None) -> State:
+    """Apply ``fn`` to every tensor leaf of a state tree; other leaves pass through. Leaves under
+    a ``PerSource`` node get ``per_source`` instead, when one is given."""
     if isinstance(state, Tensor):
         return fn(state)
+    if isinstance(state, PerSource):
+        return PerSource({k: map_state(per_source or fn, v) for k, v in state.items()})
     if isinstance(state, dict):
-        return {k: map_state(fn, v) for k, v in state.items()}
+        return {k: map_state(fn, v, per_source) for k, v in state.items()}
     if isinstance(state, (list, tuple)):
-        return type(state)(map_state(fn, v) for v in state)
+        return type(state)(map_state(fn, v, per_source) for v in state)
     if is_dataclass(state) and not isinstance(state, type):
-        return replace(state, **{f.name: map_state(fn, getattr(state, f.name)) for f in fields(state)})
+        return replace(state, **{f.name: map_state(fn, getattr(state, f.name), per_source) for f in fields(state)})
     return state
 
 
-def reorder_state(state: State, index: Tensor) -> State:
+def reorder_state(state: State, index: Tensor, sources: Optional[Tensor | slice] = None) -> State:
     """Select batch rows ``index`` (shape (B',)) from every tensor in ``state``.
 
     Beam search uses it to expand a batch into beams, follow back-pointers and drop finished
-    sentences; no decoder needs a reorder method of its own.
+    sentences; no decoder needs a reorder method of its own. Tensors under a ``PerSource`` node
+    select ``sources`` instead (a (A',) index, or ``slice(None)`` to keep them all without a
+    copy); by default ``index``, each row its own source.
     """
-    return map_state(lambda t: t.index_select(0, index), state)
+    sources = index if sources is None else sources
+
+    def per_source(t: Tensor) -> Tensor:
+        return t[sources] if isinstance(sources, slice) else t.index_select(0, sources)
+
+    return map_state(lambda t: t.index_select(0, index), state, per_source)
 
 
 def shift_right(tgt: Tensor, bos: int) -> Tensor:

@@ -71,7 +71,7 @@ class Seq2Seq(EncoderDecoder):
     def step(self, tokens: Tensor, state):
         """The step function search drives: last tokens (B,) -> log-probs (B, V), new state."""
         logits, state = self.decoder(tokens[:, None], state)
-        return logits[:, -1].float().log_softmax(-1), state
+        return logits[:, -1].log_softmax(-1, dtype=torch.float32), state
 
 
 class FrameSeq2Seq(EncoderDecoder):

@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from any2seq.nn.attention import attend, causal_mask
+from any2seq.nn.attention import CrossAttention, attend, causal_mask
 from any2seq.nn.loss import linear_cross_entropy
 
 
@@ -65,6 +65,32 @@ def test_bf16_explicit_attention_matches_the_fused_kernel(causal):
     got = attend(q.bfloat16(), k.bfloat16(), v.bfloat16(), mask4, causal)
     assert got.dtype == torch.bfloat16
     torch.testing.assert_close(got.float(), want, atol=3e-2, rtol=3e-2)
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_explicit_attention_without_grad_matches_the_fused_kernel(causal):
+    g = torch.Generator().manual_seed(4)
+    q, k, v = (torch.randn(3, 2, 6, 8, generator=g) for _ in range(3))
+    mask = torch.tensor([[1] * 6, [1] * 4 + [0] * 2, [1] + [0] * 5], dtype=torch.bool)[:, None, None, :]
+    mask = None if causal else mask
+    want = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal)
+    with torch.no_grad():
+        got = attend(q, k, v, mask, causal)
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+
+
+def test_cross_attention_reads_one_memory_for_the_k_rows_of_a_source():
+    torch.manual_seed(5)
+    attn, A, K, T, S = CrossAttention(16, 4, 12), 3, 5, 2, 7
+    x, memory = torch.randn(A * K, T, 16), torch.randn(A, S, 12)
+    mask = torch.arange(S)[None, :] < torch.tensor([7, 3, 1])[:, None]
+    shared = attn(x, attn.project(memory), mask)
+    copied = attn(x, attn.project(memory.repeat_interleave(K, 0)), mask.repeat_interleave(K, 0))
+    torch.testing.assert_close(shared, copied, atol=1e-5, rtol=1e-5)
+    weights = attn.weights(x, attn.project(memory), mask)
+    assert weights.shape == (A * K, 4, T, S)
+    torch.testing.assert_close(weights, attn.weights(x, attn.project(memory.repeat_interleave(K, 0)),
+                                                     mask.repeat_interleave(K, 0)))
 
 
 def test_causal_mask_with_offset():

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from any2seq.search import beam_search, greedy
+from any2seq.search.beam import topk
 
 from .toy import ToyStep, brute_force
 
@@ -85,12 +86,14 @@ def reference_beam(step, key, max_len, beam, length_penalty):
     return [(tokens, score) for _, tokens, score in sorted(finished, key=lambda h: -h[0])]
 
 
-@pytest.mark.parametrize("beam,n_best,length_penalty,eos_bias", [
-    (1, 1, 1.0, 1.0), (2, 2, 0.0, 1.0), (3, 1, 1.0, 2.0), (4, 4, 2.0, 0.5), (4, 1, 2.0, 2.0),
-    (5, 2, 0.0, 3.0), (5, 5, 1.0, 1.5),
+@pytest.mark.parametrize("per_source", [False, True])
+@pytest.mark.parametrize("beam,n_best,length_penalty,eos_bias,vocab", [
+    (1, 1, 1.0, 1.0, 6), (2, 2, 0.0, 1.0, 6), (3, 1, 1.0, 2.0, 6), (4, 4, 2.0, 0.5, 6), (4, 1, 2.0, 2.0, 6),
+    (5, 2, 0.0, 3.0, 6), (5, 5, 1.0, 1.5, 6),
+    (5, 2, 1.0, 3.0, 701),  # 5 x 701 candidates: the blocked top-k, with a padded last block
 ])
-def test_matches_a_plain_one_sentence_reference(beam, n_best, length_penalty, eos_bias):
-    step = ToyStep(vocab=6, bos=5, seed=11 + beam, eos_bias=eos_bias)
+def test_matches_a_plain_one_sentence_reference(beam, n_best, length_penalty, eos_bias, vocab, per_source):
+    step = ToyStep(vocab=vocab, bos=5, seed=11 + beam, eos_bias=eos_bias, per_source=per_source)
     keys, limits = [2, 3, 5, 7], [6, 4, 8, 1]
     found = run_beam(step, keys, torch.tensor(limits), beam=beam, n_best=n_best,
                      length_penalty=length_penalty)
@@ -107,10 +110,25 @@ def test_batching_does_not_change_results():
     assert [as_tuples(hyps) for hyps in together] == [as_tuples(hyps) for hyps in alone]
 
 
-def test_finished_sentences_leave_the_batch():
-    step = ToyStep(ban_eos=True)  # no eos: each sentence runs exactly to its limit
-    run_beam(step, [1, 2, 3], torch.tensor([1, 3, 2]), beam=2)
+@pytest.mark.parametrize("per_source", [False, True])
+def test_finished_sentences_leave_the_batch(per_source):
+    step = ToyStep(ban_eos=True, per_source=per_source)  # no eos: each runs exactly to its limit
+    found = run_beam(step, [1, 2, 3], torch.tensor([1, 3, 2]), beam=2)
     assert step.calls == [6, 4, 2]
+    for (hyp,), key in zip(found, [1, 2, 3]):  # the rows left read their own sentence's key
+        assert hyp.score == pytest.approx(step.replay(key, hyp.tokens, ended=False), abs=1e-5)
+
+
+@pytest.mark.parametrize("shape,k", [((3, 2560), 10), ((3, 40000), 10), ((2, 5001), 7), ((4, 3000), 1)])
+def test_blocked_topk_equals_torch_topk(shape, k):
+    x = torch.randn(*shape, generator=torch.Generator().manual_seed(0))
+    x[0, : shape[1] // 2] = float("-inf")  # a row half -inf, and ties: a row of few values
+    x[1] = torch.randint(0, 3, (shape[1],)).float()
+    values, indices = topk(x, k)
+    expected = x.topk(k, dim=1)
+    assert torch.equal(values, expected.values)
+    assert torch.equal(x.gather(1, indices), values)  # indices point at those values
+    assert all(len(set(row)) == k for row in indices.tolist())
 
 
 def test_stops_once_no_live_beam_can_enter_the_n_best():

@@ -4,14 +4,18 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from ..interfaces import Decoder, as_memory
+from ..interfaces import Decoder, PerSource, as_memory
 from ..nn.embedding import PositionalEmbedding
 from ..nn.transformer import DecoderLayer
 
 
 class TransformerDecoder(Decoder):
-    """State: {"memory_mask" (B, S), "cross": per layer (k, v) of the memory, "self": per layer
-    (k, v) of the tokens so far, each (B, H, t, D/H)}."""
+    """State: {"source": PerSource {"memory_mask" (A, S), "cross": per layer (k, v) of the memory,
+    each (A, H, S, D/H)}, "self": per layer (k, v) of the tokens so far, each (B, H, t, D/H)}.
+
+    The memory is kept once per source (A of them) and read by the B = A * K rows decoded from it
+    (K beams), so beam search neither copies nor reorders it.
+    """
 
     def __init__(self, vocab: int, d_model: int, layers: int, heads: int, ff: int, dropout: float,
                  memory_dim: int, positions: str = "sinusoidal", max_positions: int = 1024):
@@ -25,11 +29,9 @@ class TransformerDecoder(Decoder):
         memory = as_memory(enc_outputs, *args)
         B, H = memory.states.size(0), self.layers[0].self_attn.heads
         empty = memory.states.new_zeros(B, H, 0, self.proj.in_features // H)
-        return {
-            "memory_mask": memory.mask,
-            "cross": [layer.cross_attn.project(memory.states) for layer in self.layers],
-            "self": [(empty, empty) for _ in self.layers],
-        }
+        cross = [layer.cross_attn.project(memory.states) for layer in self.layers]
+        return {"source": PerSource(memory_mask=memory.mask, cross=cross),
+                "self": [(empty, empty) for _ in self.layers]}
 
     def forward(self, X: Tensor, state):
         """X (B, T) token ids continuing the tokens in ``state`` -> logits (B, T, V), new state."""
@@ -41,8 +43,9 @@ class TransformerDecoder(Decoder):
         offset = state["self"][0][0].size(2)
         x = self.embed(X, offset)
         caches = []
-        for layer, cross_kv, cache in zip(self.layers, state["cross"], state["self"]):
-            x, cache = layer(x, cross_kv, state["memory_mask"], cache)
+        source = state["source"]
+        for layer, cross_kv, cache in zip(self.layers, source["cross"], state["self"]):
+            x, cache = layer(x, cross_kv, source["memory_mask"], cache)
             caches.append(cache)
         return self.norm(x), {**state, "self": caches}
 

@@ -23,12 +23,13 @@ def attend(q: Tensor, k: Tensor, v: Tensor, mask: Optional[Tensor] = None, is_ca
     """Scaled dot-product attention, (B, H, T, D/H) -> (B, H, T, D/H); ``mask`` is True where a
     query may look.
 
-    The fused kernel, except for bfloat16 on CPU: there its backward is ~6x slower than the
-    explicit product-softmax-product (softmax in float32), which runs at bf16 speed, and without a
-    gradient it took 2x the explicit form's time in beam search. For the lengths of text and frame
-    sequences the (T, S) scores the explicit form keeps are small.
+    The fused kernel, except on CPU in bfloat16 or without a gradient: there the explicit
+    product-softmax-product (softmax in float32) is faster. The fused bf16 backward is ~6x slower,
+    and in beam search (a few queries over a short memory) the fused kernel took 1.5-2.5x the
+    explicit form's time in float32 and 4-5x in bf16. For the lengths of text and frame sequences
+    the (T, S) scores the explicit form keeps are small.
     """
-    if q.device.type == "cpu" and q.dtype == torch.bfloat16:
+    if q.device.type == "cpu" and (q.dtype == torch.bfloat16 or not torch.is_grad_enabled()):
         scores = (q @ k.transpose(-1, -2)) * q.size(-1) ** -0.5
         if is_causal:
             mask = causal_mask(q.size(2), 0, q.device)
@@ -88,16 +89,25 @@ class CrossAttention(nn.Module):
         k, v = self.kv(memory).chunk(2, dim=-1)
         return split_heads(k, self.heads), split_heads(v, self.heads)
 
+    def grouped_queries(self, x: Tensor, sources: int) -> Tensor:
+        """x (A*K, T, D) -> the queries of each source's K consecutive rows as one block (A, H, K*T, D/H)."""
+        B, T, D = x.shape
+        return self.q(x).view(sources, B // max(sources, 1) * T, self.heads, D // self.heads).transpose(1, 2)
+
     def forward(self, x: Tensor, kv: tuple[Tensor, Tensor], memory_mask: Tensor) -> Tensor:
-        q = split_heads(self.q(x), self.heads)
-        y = attend(q, kv[0], kv[1], memory_mask[:, None, None, :])
-        return self.out(merge_heads(y))
+        """x (A*K, T, D): K consecutive rows per source read its keys and values ``kv`` (A, H, S, D/H)
+        and ``memory_mask`` (A, S); as one query block (A, H, K*T, D/H), so beams share them."""
+        q = self.grouped_queries(x, memory_mask.size(0))
+        y = attend(q, kv[0], kv[1], memory_mask[:, None, None, :])  # (A, H, K*T, D/H)
+        return self.out(y.transpose(1, 2).reshape(x.shape))
 
     def weights(self, x: Tensor, kv: tuple[Tensor, Tensor], memory_mask: Tensor) -> Tensor:
         """The attention probabilities (B, H, T, S), for plots; the fused kernel does not expose them."""
-        q = split_heads(self.q(x), self.heads)
+        (B, T, _), A = x.shape, memory_mask.size(0)
+        q = self.grouped_queries(x, A)
         scores = q @ kv[0].transpose(-1, -2) / q.size(-1) ** 0.5
-        return scores.masked_fill(~memory_mask[:, None, None, :], float("-inf")).softmax(-1)
+        probs = scores.masked_fill(~memory_mask[:, None, None, :], float("-inf")).softmax(-1)
+        return probs.view(A, self.heads, B // max(A, 1), T, -1).transpose(1, 2).reshape(B, self.heads, T, -1)
 
 
 class AdditiveAttention(nn.Module):

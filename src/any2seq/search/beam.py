@@ -4,7 +4,8 @@ K beams per sentence run as one batch of (sentences x K) rows. An eos candidate 
 only when it ranks among the step's top K candidates, as in fairseq (so beam size 1 is greedy);
 finished hypotheses are ranked by score / len**length_penalty, len counting the eos (the
 length penalty of Wu et al. 2016 in fairseq's simple form). Sentences whose n-best list can no
-longer change leave the batch through ``reorder_state``.
+longer change leave the batch through ``reorder_state``, which keeps a state's ``PerSource``
+part (the encoder memory) once per sentence instead of once per beam.
 """
 from __future__ import annotations
 
@@ -56,21 +57,37 @@ class Finished:
                 for sentence in zip(*(column.tolist() for column in columns))]
 
 
+def topk(x: Tensor, k: int, block: int = 64) -> tuple[Tensor, Tensor]:
+    """``x.topk(k, dim=1)`` for a wide (A, N) ``x``, ~4x faster on CPU: the k blocks of ``block``
+    columns with the largest maxima hold the k largest values (each of those blocks has a value at
+    least as large as anything outside them), so one top-k over k * block values finds them.
+    Values equal ``torch.topk``'s; among tied values the indices may differ."""
+    A, N = x.shape
+    if N <= 4 * k * block:
+        return x.topk(k, dim=1)
+    if N % block:  # pad the last block with -inf
+        x = torch.cat([x, x.new_full((A, block - N % block), NEG_INF)], 1)
+    blocks = x.view(A, -1, block)
+    best = blocks.amax(2).topk(k, dim=1).indices  # (A, k)
+    values, within = blocks.gather(1, best[:, :, None].expand(-1, -1, block)).view(A, -1).topk(k, dim=1)
+    return values, best.gather(1, within // block) * block + within % block
+
+
 def select(cand: Tensor, eos: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """One top-2K over the candidates ``cand`` (A, K, V), as fairseq does: the scores of eos
     candidates that rank among the top K, per source beam (A, K), -inf for none; and the K best
     non-eos candidates: scores, source beams and tokens (A, K) each, best first. A beam has one eos
     candidate, so the top 2K hold at least K others."""
     A, K, V = cand.shape
-    top = cand.reshape(A, K * V).topk(min(2 * K, K * V), dim=1)  # sorted, best first
-    beams, tokens = top.indices // V, top.indices % V
+    values, indices = topk(cand.reshape(A, K * V), min(2 * K, K * V))  # sorted, best first
+    beams, tokens = indices // V, indices % V
     is_eos = tokens == eos
-    eos_top = top.values[:, :K].masked_fill(~is_eos[:, :K], NEG_INF)
+    eos_top = values[:, :K].masked_fill(~is_eos[:, :K], NEG_INF)
     eos_scores = cand.new_full((A, K), NEG_INF).scatter_reduce_(1, beams[:, :K], eos_top, "amax")
-    n = top.values.size(1)
+    n = values.size(1)
     rank = torch.arange(n, device=cand.device) + n * is_eos  # non-eos first, in score order
     pick = rank.topk(K, dim=1, largest=False).indices
-    return eos_scores, top.values.gather(1, pick), beams.gather(1, pick), tokens.gather(1, pick)
+    return eos_scores, values.gather(1, pick), beams.gather(1, pick), tokens.gather(1, pick)
 
 
 def is_done(finished: Finished, sent: Tensor, scores: Tensor, limits: Tensor, t: int,
@@ -107,7 +124,7 @@ def beam_search(step: Step, state: State, batch_size: int, bos: int, eos: int, m
                  torch.zeros(empty.numel(), 1, 0, dtype=torch.long, device=device), 0)
 
     sent = (limits > 0).nonzero().squeeze(1)  # (A,) the original sentence of each active one
-    state = reorder_state(state, sent.repeat_interleave(beam))  # (A*K, ...)
+    state = reorder_state(state, sent.repeat_interleave(beam), sources=sent)  # (A*K, ...)
     scores = torch.full((sent.numel(), beam), NEG_INF, device=device)  # (A, K)
     scores[:, 0] = 0.0  # one live beam per sentence at first, so no hypothesis appears twice
     history = torch.zeros(sent.numel(), beam, 0, dtype=torch.long, device=device)  # (A, K, t)
@@ -126,7 +143,8 @@ def beam_search(step: Step, state: State, batch_size: int, bos: int, eos: int, m
         if at_limit.any():  # cut live beams: t + 1 ids, no eos
             finished.add(sent, scores.masked_fill(~at_limit[:, None], NEG_INF), history, t + 1)
         keep = (~is_done(finished, sent, scores, limits[sent], t, n_best)).nonzero().squeeze(1)
-        state = reorder_state(state, (keep[:, None] * beam + origin[keep]).flatten())
+        state = reorder_state(state, (keep[:, None] * beam + origin[keep]).flatten(),
+                              sources=keep if keep.numel() < sent.numel() else slice(None))
         sent, scores, history = sent[keep], scores[keep], history[keep]
         tokens = tokens[keep].flatten()  # (A'*K,)
     return finished.hypotheses(n_best)
