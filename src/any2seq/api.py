@@ -9,6 +9,7 @@ import torch
 from .decoding import SearchOptions
 from .errors import UserError
 from .modeldir import load_model
+from .nn.packed import pack_linears
 from .tasks import get_task
 
 
@@ -74,9 +75,11 @@ DTYPES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16
 
 
 def load(path, device="cpu", dtype: str = "float32") -> Predictor:
-    """The model in directory ``path``; ``dtype="bfloat16"`` decodes with bf16 weights (text outputs
-    only). On the benchmark's 2-core AVX512-BF16 CPU, beam 5 ran 1.26x as fast (104.5 vs 83.1
-    sent/s, benchmarks/README.md); the demo model's BLEU on 300 test sentences moved by 0.03."""
+    """The model in directory ``path``, ready to decode; ``dtype="bfloat16"`` decodes with bf16
+    weights (text outputs only): on the benchmark's 2-core AVX512-BF16 CPU, beam 5 ran 1.26x as
+    fast (104.5 vs 83.1 sent/s, benchmarks/README.md), and the demo model's BLEU on 300 test
+    sentences moved by 0.03. On CPU its linear layers multiply by oneDNN-prepacked weights
+    (``nn/packed.py``)."""
     if dtype not in DTYPES:
         raise UserError(f"dtype: {dtype!r} is not one of {', '.join(DTYPES)}")
     model, toks, cfg, card = load_model(Path(path), device)
@@ -84,4 +87,6 @@ def load(path, device="cpu", dtype: str = "float32") -> Predictor:
         if get_task(cfg.task).output_kind != "text":
             raise UserError(f"bf16 decoding is for models with text output; this {cfg.task} model makes frames")
         model.to(torch.bfloat16)
+    if torch.device(device).type == "cpu":
+        pack_linears(model)  # prepacked oneDNN weights: faster small-batch products (nn/packed.py)
     return Predictor(model, toks, cfg, card, device)

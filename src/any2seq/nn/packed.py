@@ -1,0 +1,71 @@
+"""Linear layers with oneDNN-prepacked weights, for decoding on CPU.
+
+A decoding step multiplies a few dozen to a few hundred rows by each weight matrix. At that size
+PyTorch's plain CPU matmul spends much of its time preparing the weight's layout on every call;
+oneDNN can prepare it once (the same prepacking ``torch.compile`` does when it freezes a CPU
+model). Measured on this project's 2-core VM, the 256 x 8000 output layer: 32 rows 1,374 -> 624 us
+(fp32), 424 -> 324 us (bf16); 160 rows 4,891 -> 3,354 us (fp32), 1,866 -> 1,690 us (bf16).
+
+``pack_linears(model)`` swaps every ``nn.Linear`` for a ``PackedLinear`` that keeps the original
+``weight`` and ``bias`` (state dicts, tied weights and the fused loss see them unchanged) and
+multiplies by the packed copy whenever no gradient is needed. It repacks if the weight has changed
+since (an optimiser step bumps its version), so training a loaded model stays correct.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+def available() -> bool:
+    """Whether this PyTorch build has oneDNN's prepacked linear (CPU builds do)."""
+    if not torch.backends.mkldnn.is_available():
+        return False
+    try:
+        w = torch.ops.mkldnn._reorder_linear_weight(torch.ones(2, 2))
+        torch.ops.mkldnn._linear_pointwise(torch.ones(1, 2), w, None, "none", [], "")
+    except (RuntimeError, AttributeError, NotImplementedError):
+        return False
+    return True
+
+
+class PackedLinear(nn.Linear):
+    """An ``nn.Linear`` whose forward goes through a oneDNN-prepacked copy of the weight when no
+    gradient is needed (and through ``F.linear`` otherwise)."""
+
+    def __init__(self, linear: nn.Linear):
+        nn.Module.__init__(self)  # not nn.Linear's: it would make new parameters
+        self.in_features, self.out_features = linear.in_features, linear.out_features
+        self.weight, self.bias = linear.weight, linear.bias  # the same Parameters: ties and state dicts hold
+        self._packed: Tensor | None = None
+        self._key: tuple = ()
+
+    def packed(self) -> Tensor:
+        w = self.weight
+        key = (w.data_ptr(), w._version, w.dtype, w.device)
+        if self._packed is None or key != self._key:  # (re)pack: first use, new dtype, or trained since
+            with torch.no_grad():
+                self._packed = torch.ops.mkldnn._reorder_linear_weight(w.detach())
+            self._key = key
+        return self._packed
+
+    def forward(self, x: Tensor) -> Tensor:
+        w = self.weight
+        if x.device.type != "cpu" or x.dtype != w.dtype or (torch.is_grad_enabled() and w.requires_grad):
+            return F.linear(x, w, self.bias)
+        return torch.ops.mkldnn._linear_pointwise(x, self.packed(), self.bias, "none", [], "")
+
+
+def pack_linears(model: nn.Module) -> int:
+    """Swap every ``nn.Linear`` in ``model`` for a ``PackedLinear`` (in place); how many were swapped.
+    Nothing changes where this PyTorch has no oneDNN."""
+    if not available():
+        return 0
+    swapped = 0
+    for module in list(model.modules()):
+        for name, child in list(module.named_children()):
+            if type(child) is nn.Linear:
+                setattr(module, name, PackedLinear(child))
+                swapped += 1
+    return swapped

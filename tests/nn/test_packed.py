@@ -1,0 +1,52 @@
+"""Prepacked oneDNN linears (nn/packed.py): same outputs as nn.Linear, same parameters, and a
+weight changed after packing is packed again."""
+import pytest
+import torch
+from torch import nn
+
+from any2seq.nn.packed import PackedLinear, available, pack_linears
+
+pytestmark = pytest.mark.skipif(not available(), reason="this PyTorch has no oneDNN")
+
+
+@pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-5), (torch.bfloat16, 2e-2)])
+@pytest.mark.parametrize("shape", [(7, 16), (2, 3, 16), (0, 16)])
+def test_packed_linear_equals_linear(dtype, tol, shape):
+    torch.manual_seed(0)
+    linear = nn.Linear(16, 24).to(dtype)
+    x = torch.randn(*shape).to(dtype)
+    packed = PackedLinear(linear)
+    with torch.inference_mode():
+        want, got = linear(x), packed(x)
+    assert got.shape == want.shape and got.dtype == dtype
+    torch.testing.assert_close(got.float(), want.float(), atol=tol, rtol=tol)
+
+
+def test_pack_linears_keeps_parameters_ties_and_gradients():
+    torch.manual_seed(1)
+    model = nn.Sequential(nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 8, bias=False))
+    model[2].weight = model[0].weight  # tied
+    names = [name for name, _ in model.named_parameters()]
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    assert pack_linears(model) == 2
+    assert isinstance(model[0], PackedLinear) and isinstance(model[0], nn.Linear)
+    assert [name for name, _ in model.named_parameters()] == names and model[2].weight is model[0].weight
+    assert all(torch.equal(v, state[k]) for k, v in model.state_dict().items())
+    x = torch.randn(4, 8)
+    model(x).sum().backward()  # with a gradient: the plain F.linear path
+    assert model[0].weight.grad is not None and model[0].bias.grad is not None
+
+
+def test_a_weight_changed_after_packing_is_packed_again():
+    torch.manual_seed(2)
+    linear = nn.Linear(8, 4)
+    packed, x = PackedLinear(linear), torch.randn(3, 8)
+    with torch.no_grad():
+        before = packed(x)
+        linear.weight.mul_(2)  # an optimiser step, in place
+        linear.bias.zero_()
+        after = x @ linear.weight.T
+        torch.testing.assert_close(packed(x), after)
+        assert not torch.equal(before, after)
+        packed.to(torch.bfloat16)  # a new dtype: packed again too
+        torch.testing.assert_close(packed(x.bfloat16()).float(), after, atol=0.1, rtol=0.05)
