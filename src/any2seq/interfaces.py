@@ -122,7 +122,7 @@ class PerSource(dict):
 
 
 def map_state(fn: Callable[[Tensor], Tensor], state: State,
-              per_source: Optional[Callable[[Tensor], Tensor]] = None) -> State:
+              per_source: Callable[[Tensor], Tensor] | None = None) -> State:
     """Apply ``fn`` to every tensor leaf of a state tree; other leaves pass through. Leaves under
     a ``PerSource`` node get ``per_source`` instead, when one is given."""
     if isinstance(state, Tensor):
@@ -138,7 +138,7 @@ def map_state(fn: Callable[[Tensor], Tensor], state: State,
     return state
 
 
-def reorder_state(state: State, index: Tensor, sources: Optional[Tensor | slice] = None) -> State:
+def reorder_state(state: State, index: Tensor, sources: Tensor | slice | None = None) -> State:
     """Select batch rows ``index`` (shape (B',)) from every tensor in ``state``.
 
     Beam search uses it to expand a batch into beams, follow back-pointers and drop finished

@@ -1,5 +1,7 @@
 """Prepacked oneDNN linears (nn/packed.py): same outputs as nn.Linear, same parameters, and a
 weight changed after packing is packed again."""
+import copy
+
 import pytest
 import torch
 from torch import nn
@@ -50,3 +52,10 @@ def test_a_weight_changed_after_packing_is_packed_again():
         assert not torch.equal(before, after)
         packed.to(torch.bfloat16)  # a new dtype: packed again too
         torch.testing.assert_close(packed(x.bfloat16()).float(), after, atol=0.1, rtol=0.05)
+
+
+def test_a_used_packed_linear_can_be_deep_copied():
+    packed, x = PackedLinear(nn.Linear(4, 4)), torch.randn(2, 4)
+    with torch.no_grad():
+        want = packed(x)
+        torch.testing.assert_close(copy.deepcopy(packed)(x), want)

@@ -50,6 +50,9 @@ class PackedLinear(nn.Linear):
             self._key = key
         return self._packed
 
+    def __getstate__(self):  # copies (deepcopy) pack again on first use: oneDNN's layout has no storage to copy
+        return {**self.__dict__, "_packed": None, "_key": ()}
+
     def forward(self, x: Tensor) -> Tensor:
         w = self.weight
         if x.device.type != "cpu" or x.dtype != w.dtype or (torch.is_grad_enabled() and w.requires_grad):
