@@ -76,8 +76,8 @@ DTYPES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16
 
 def load(path, device="cpu", dtype: str = "float32") -> Predictor:
     """The model in directory ``path``, ready to decode; ``dtype="bfloat16"`` decodes with bf16
-    weights (text outputs only): on the benchmark's 2-core AVX512-BF16 CPU, beam 5 ran 1.26x as
-    fast (104.5 vs 83.1 sent/s, benchmarks/README.md), and the demo model's BLEU on 300 test
+    weights (text outputs only): on the benchmark's 2-core AVX512-BF16 CPU, beam 5 ran 1.02-1.16x
+    as fast as float32 (benchmarks/README.md, decoding again), and the demo model's BLEU on 300 test
     sentences moved by 0.03. On CPU its linear layers multiply by oneDNN-prepacked weights
     (``nn/packed.py``)."""
     if dtype not in DTYPES:
