@@ -179,12 +179,14 @@ def run_scaling(spec: dict, plan_name: str, workdir: Path) -> dict:
     d = spec["model"]["d_model"]
     points = [("batch", bt, d) for bt in plan["batch_tokens"]]
     points += [("width", plan["width_batch_tokens"], w) for w in plan["widths"]]
-    train = {"batch_tokens": [], "width": []}
+    train, done = {"batch_tokens": [], "width": []}, {}
     for axis, bt, width in points:
-        print(f"bench: scaling: train {axis} (batch tokens {bt}, d_model {width}) ...", file=sys.stderr, flush=True)
-        point = {"kind": "train", "batch_tokens": bt, "d_model": width, "steps": plan["steps"], "warmup": plan["warmup"]}
-        train["batch_tokens" if axis == "batch" else "width"].append(
-            _run_point(point, spec, workdir, f"train-{axis}-{bt}-{width}"))
+        if (bt, width) not in done:  # a point on both axes (the model's width at the width axis' batch) runs once
+            print(f"bench: scaling: train {axis} (batch tokens {bt}, d_model {width}) ...", file=sys.stderr, flush=True)
+            point = {"kind": "train", "batch_tokens": bt, "d_model": width, "steps": plan["steps"],
+                     "warmup": plan["warmup"]}
+            done[bt, width] = _run_point(point, spec, workdir, f"train-{bt}-{width}")
+        train["batch_tokens" if axis == "batch" else "width"].append(done[bt, width])
     return {"plan": plan, "decode": decode, "train": train, "wall_s": round(time.perf_counter() - started, 1)}
 
 
