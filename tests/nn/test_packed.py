@@ -37,6 +37,10 @@ def test_pack_linears_keeps_parameters_ties_and_gradients():
     x = torch.randn(4, 8)
     model(x).sum().backward()  # with a gradient: the plain F.linear path
     assert model[0].weight.grad is not None and model[0].bias.grad is not None
+    model.requires_grad_(False)  # frozen weights, a gradient for the input only
+    x.requires_grad_(True)
+    model(x).sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
 
 
 def test_a_weight_changed_after_packing_is_packed_again():

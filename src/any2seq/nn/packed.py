@@ -55,7 +55,8 @@ class PackedLinear(nn.Linear):
 
     def forward(self, x: Tensor) -> Tensor:
         w = self.weight
-        if x.device.type != "cpu" or x.dtype != w.dtype or (torch.is_grad_enabled() and w.requires_grad):
+        needs_grad = torch.is_grad_enabled() and (w.requires_grad or x.requires_grad)
+        if needs_grad or x.device.type != "cpu" or x.dtype != w.dtype:
             return F.linear(x, w, self.bias)
         return torch.ops.mkldnn._linear_pointwise(x, self.packed(), self.bias, "none", [], "")
 
