@@ -177,7 +177,8 @@ def prepare(args, run: dict, workdir: Path) -> dict:
         "train": {"steps": run["steps"], "timing_warmup": run["timing_warmup"], "batch_tokens": args.batch_tokens,
                   "lr": args.lr, "lr_warmup": run["lr_warmup"], "label_smoothing": 0.1, "clip": 1.0, "seed": 1,
                   "betas": [0.9, 0.98], "eps": 1e-9},
-        "decode": {"batch_size": args.batch_size, "beam": 5, "max_len_a": 1.5, "max_len_b": 10, "max_len": run["max_len"]},
+        "decode": {"batch_size": args.batch_size, "beam": 5, "max_len_a": 1.5, "max_len_b": 10,
+                   "max_len": run["max_len"]},
         "threads": args.threads, "device": run["device"],
     }
 
@@ -378,6 +379,7 @@ def main(argv=None) -> int:
     order = sorted(dict.fromkeys(order), key=list(SYSTEMS).index)  # trainers before the engines that need them
     peers = peer_status(args.peer_python)
     results: dict = {}
+    skipped: set[str] = set()  # main-venv systems --decode-only cannot run: not failures
     for name in order:
         needs = SYSTEMS[name][2]
         status = peers.get(name)
@@ -388,9 +390,13 @@ def main(argv=None) -> int:
         if status is not None and not status.get("ok"):
             results[name] = {"system": name, "ok": False, "error": f"skipped: {status.get('note', 'not installed')}"}
             continue
-        if args.decode_only and not needs and name not in DECODE_ONLY:
-            results[name] = {"system": name, "ok": False, "error": "skipped: --decode-only, it keeps no model"}
-            continue
+        if args.decode_only and not needs:
+            why = ("it keeps no model" if name not in DECODE_ONLY
+                   else None if (workdir / "models" / name).is_dir() else f"no model in {workdir / 'models' / name}")
+            if why:
+                results[name] = {"system": name, "ok": False, "error": f"skipped: --decode-only, {why}"}
+                skipped.add(name)
+                continue
         sys_spec = dict(spec, system=name, variant=VARIANTS.get(name, {}), decode_only=args.decode_only)
         if needs:
             sys_spec["source_model"] = results[needs]["model_dir"]
@@ -447,9 +453,7 @@ def main(argv=None) -> int:
 
         print("\n" + scaling_tables(scaling))
     print(f"\nresults: {json_path} (+ .md{', .png' if not args.no_plot else ''}); took {meta['wall_s']:.0f}s")
-    ran = [n for n in order if SYSTEMS[n][1] == "main" and not (args.decode_only and n not in DECODE_ONLY
-                                                                  and not SYSTEMS[n][2])]
-    return 0 if all(results[n].get("ok") for n in ran) else 1
+    return 0 if all(results[n].get("ok") for n in order if SYSTEMS[n][1] == "main" and n not in skipped) else 1
 
 
 def _cpu_name() -> str:

@@ -98,9 +98,10 @@ def body(spec: dict) -> dict:
     timer = StepTimer(device)
     state = None if spec.get("decode_only") else train(spec, out, timer)
     translator = any2seq.load(out, device=str(device), dtype="bfloat16" if bf16 else "float32")
-    result = {"train": state and {**timer.summary(spec["train"]["timing_warmup"]),
-                                  "params": count_parameters(translator.model), "final_step": state["step"]},
-              "model_dir": str(out), "versions": versions("torch", "any2seq"), "decode": {}}
+    train_result = None if state is None else {**timer.summary(spec["train"]["timing_warmup"]),
+                                               "params": count_parameters(translator.model),
+                                               "final_step": state["step"]}
+    result = {"train": train_result, "model_dir": str(out), "versions": versions("torch", "any2seq"), "decode": {}}
     def translate(batch, indices, beam):
         return translator.translate(batch, beam=beam, batch_tokens=10 ** 9, max_len=spec["decode"]["max_len"],
                                     length_penalty=1.0)
