@@ -64,7 +64,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
                     help="for the torch-based systems (auto: cuda when there is one); CTranslate2 runs on CPU")
     ap.add_argument("--steps", type=int, default=None, help="training steps for every system "
-                    "(default 1000; quick: 6 on CPU, 300 on CUDA)")
+                    "(default 500; quick: 6 on CPU, 300 on CUDA)")
     ap.add_argument("--timing-warmup", type=int, default=None, help="steps left out of tok/s (default: steps/10, >= 2)")
     ap.add_argument("--sentences", type=int, default=None, help="test sentences to decode (default 1000; quick 100)")
     ap.add_argument("--batch-size", type=int, default=32, help="sentences per decoding batch")
@@ -109,7 +109,7 @@ def resolve(args) -> dict:
         import torch
 
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    steps = args.steps or ((300 if device == "cuda" else 6) if args.quick else 1000)
+    steps = args.steps or ((300 if device == "cuda" else 6) if args.quick else 500)
     warm = args.timing_warmup if args.timing_warmup is not None else max(2, steps // 10)
     sentences = args.sentences or (100 if args.quick else 1000)
     lr_warmup = args.lr_warmup or max(1, min(400, steps // 3))
