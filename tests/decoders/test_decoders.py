@@ -112,6 +112,28 @@ def test_state_is_a_value_that_reorders_generically(encoder, decoder):
     torch.testing.assert_close(reordered, first[index], atol=ATOL, rtol=RTOL)
 
 
+@every_pair
+@torch.no_grad()
+def test_beams_read_one_copy_of_their_source(encoder, decoder):
+    """K rows per source over the memory kept once per source (``PerSource``, as beam search
+    expands a state) decode exactly as K rows each with its own copy."""
+    model = make_model(encoder, decoder)
+    src, lengths, tgt_in = inputs(seed=3)
+    state = model.decoder.init_state(model.encoder(src, lengths), lengths)
+    sources, K = torch.tensor([2, 0, 3]), 3
+    rows = sources.repeat_interleave(K)
+    shared = reorder_state(state, rows, sources=sources)
+    copied = reorder_state(state, rows)  # every row its own source
+    assert sum(t.numel() for t in leaves(shared)) < sum(t.numel() for t in leaves(copied))
+    tokens = tgt_in[rows]
+    for t in range(3):  # continue a step at a time, with the beams reordered between steps
+        a, shared = model.decoder(tokens[:, t: t + 1], shared)
+        b, copied = model.decoder(tokens[:, t: t + 1], copied)
+        torch.testing.assert_close(a, b, atol=ATOL, rtol=RTOL)
+        back = torch.tensor([1, 1, 0, 5, 3, 4, 8, 6, 6])  # back-pointers within each source's K rows
+        shared, copied = reorder_state(shared, back, sources=slice(None)), reorder_state(copied, back)
+
+
 @pytest.mark.parametrize("decoder", ["transformer-sinusoidal", "gru-bahdanau", "lstm-general"])
 @torch.no_grad()
 def test_a_memory_of_another_width_is_bridged(decoder):

@@ -6,15 +6,19 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from ..interfaces import Decoder, as_memory
+from ..interfaces import Decoder, PerSource, as_memory
 from ..nn.attention import AdditiveAttention, MultiplicativeAttention
 
 RNN_CELLS = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
 
 
 class RNNDecoder(Decoder):
-    """State: {"hidden" (B, L, H) [, "cell" (B, L, H)], "memory" (B, S, Dm), "mask" (B, S),
-    "keys" (B, S, *) the attention's projection of the memory}."""
+    """State: {"hidden" (B, L, H) [, "cell" (B, L, H)], "source": PerSource {"memory" (A, S, Dm),
+    "mask" (A, S) [, "keys" (A, S, *) the attention's projection of the memory]}}.
+
+    The memory is kept once per source (A of them) and read by the B = A * K rows decoded from it
+    (K beams), as in the Transformer decoder.
+    """
 
     def __init__(self, vocab: int, cell: str, embed: int, hidden: int, layers: int, dropout: float,
                  memory_dim: int, attention: str = "bahdanau"):
@@ -41,12 +45,12 @@ class RNNDecoder(Decoder):
         m = memory.mask.unsqueeze(-1).to(memory.states.dtype)
         summary = (memory.states * m).sum(1) / m.sum(1).clamp(min=1)  # (B, Dm) masked mean
         L, H = self.rnn.num_layers, self.rnn.hidden_size
-        state = {"hidden": torch.tanh(self.bridge(summary)).view(-1, L, H),
-                 "memory": memory.states, "mask": memory.mask}
+        source = PerSource(memory=memory.states, mask=memory.mask)
+        if self.attention is not None:
+            source["keys"] = self.attention.keys(memory.states)
+        state = {"hidden": torch.tanh(self.bridge(summary)).view(-1, L, H), "source": source}
         if self.cell == "lstm":
             state["cell"] = torch.zeros_like(state["hidden"])
-        if self.attention is not None:
-            state["keys"] = self.attention.keys(memory.states)
         return state
 
     def forward(self, X: Tensor, state):
@@ -63,7 +67,8 @@ class RNNDecoder(Decoder):
             out, rec = self.rnn(x, self._recurrent(state))
             context = None
             if self.attention is not None:
-                context, _ = self.attention(out, state["keys"], state["memory"], state["mask"])
+                source = state["source"]
+                context, _ = self.attention(out, source["keys"], source["memory"], source["mask"])
         feats = out if context is None else torch.cat([out, context], dim=-1)
         return self.drop(torch.tanh(self.pre_output(feats))), {**state, **self._unpack(rec)}
 
@@ -83,9 +88,10 @@ class RNNDecoder(Decoder):
     def _additive(self, x: Tensor, state):
         """Bahdanau: the context for step t is computed from the hidden state before it."""
         rec, outs, contexts = self._recurrent(state), [], []
+        source = state["source"]
         for t in range(x.size(1)):
             h = rec[0] if isinstance(rec, tuple) else rec
-            context, _ = self.attention(h[-1][:, None], state["keys"], state["memory"], state["mask"])
+            context, _ = self.attention(h[-1][:, None], source["keys"], source["memory"], source["mask"])
             out, rec = self.rnn(torch.cat([x[:, t: t + 1], context], dim=-1), rec)
             outs.append(out)
             contexts.append(context)

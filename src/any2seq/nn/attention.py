@@ -110,6 +110,13 @@ class CrossAttention(nn.Module):
         return probs.view(A, self.heads, B // max(A, 1), T, -1).transpose(1, 2).reshape(B, self.heads, T, -1)
 
 
+def grouped(query: Tensor, sources: int) -> Tensor:
+    """query (A*K, T, D) -> (A, K*T, D): the K consecutive rows that read one source's memory as
+    one block of queries (K = 1 when every row has its own)."""
+    B, T, D = query.shape
+    return query.reshape(sources, B // max(sources, 1) * T, D)
+
+
 class AdditiveAttention(nn.Module):
     """Bahdanau attention: score(q, k) = v . tanh(W_q q + W_k k)."""
 
@@ -120,13 +127,16 @@ class AdditiveAttention(nn.Module):
         self.v = nn.Linear(hidden, 1, bias=False)
 
     def keys(self, memory: Tensor) -> Tensor:
-        return self.w_k(memory)  # (B, S, hidden), computed once per source
+        return self.w_k(memory)  # (A, S, hidden), computed once per source
 
     def forward(self, query: Tensor, keys: Tensor, memory: Tensor, mask: Tensor):
-        """query (B, T, Dq) -> context (B, T, Dm) and weights (B, T, S)."""
-        scores = self.v(torch.tanh(self.w_q(query)[:, :, None, :] + keys[:, None, :, :])).squeeze(-1)
-        weights = scores.masked_fill(~mask[:, None, :], float("-inf")).softmax(-1)
-        return weights @ memory, weights
+        """query (A*K, T, Dq), K rows per source of ``keys``/``memory``/``mask`` (A, S, *) ->
+        context (A*K, T, Dm) and weights (A*K, T, S)."""
+        B, T, _ = query.shape
+        q = grouped(self.w_q(query), keys.size(0))  # (A, K*T, hidden)
+        scores = self.v(torch.tanh(q[:, :, None, :] + keys[:, None, :, :])).squeeze(-1)
+        weights = scores.masked_fill(~mask[:, None, :], float("-inf")).softmax(-1)  # (A, K*T, S)
+        return (weights @ memory).view(B, T, -1), weights.view(B, T, -1)
 
 
 class MultiplicativeAttention(nn.Module):
@@ -139,9 +149,11 @@ class MultiplicativeAttention(nn.Module):
         self.w_k = nn.Linear(key_dim, query_dim, bias=False) if general else nn.Identity()
 
     def keys(self, memory: Tensor) -> Tensor:
-        return self.w_k(memory)  # (B, S, Dq)
+        return self.w_k(memory)  # (A, S, Dq)
 
     def forward(self, query: Tensor, keys: Tensor, memory: Tensor, mask: Tensor):
-        scores = query @ keys.transpose(1, 2)  # (B, T, S)
+        """As ``AdditiveAttention.forward``: K rows of ``query`` per source."""
+        B, T, _ = query.shape
+        scores = grouped(query, keys.size(0)) @ keys.transpose(1, 2)  # (A, K*T, S)
         weights = scores.masked_fill(~mask[:, None, :], float("-inf")).softmax(-1)
-        return weights @ memory, weights
+        return (weights @ memory).view(B, T, -1), weights.view(B, T, -1)

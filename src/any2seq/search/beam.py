@@ -73,19 +73,22 @@ def topk(x: Tensor, k: int, block: int = 64) -> tuple[Tensor, Tensor]:
     return values, best.gather(1, within // block) * block + within % block
 
 
-def select(cand: Tensor, eos: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """One top-2K over the candidates ``cand`` (A, K, V), as fairseq does: the scores of eos
-    candidates that rank among the top K, per source beam (A, K), -inf for none; and the K best
-    non-eos candidates: scores, source beams and tokens (A, K) each, best first. A beam has one eos
-    candidate, so the top 2K hold at least K others."""
-    A, K, V = cand.shape
-    values, indices = topk(cand.reshape(A, K * V), min(2 * K, K * V))  # sorted, best first
-    beams, tokens = indices // V, indices % V
+def select(cand: Tensor, eos: int, K: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """One top-2K over the candidates ``cand`` (A, W, V) of W live beams, as fairseq does: the
+    scores of eos candidates that rank among the top K, per source beam (A, W), -inf for none; and
+    the K best non-eos candidates: scores, source beams and tokens (A, K) each, best first. A beam
+    has one eos candidate, so the top 2K hold at least K others. Fewer than 2K candidates (a tiny
+    vocabulary) are padded with dead ones (-inf, from beam W - 1)."""
+    A, W, V = cand.shape
+    flat = cand.reshape(A, W * V)
+    if flat.size(1) < 2 * K:
+        flat = F.pad(flat, (0, 2 * K - flat.size(1)), value=NEG_INF)
+    values, indices = topk(flat, 2 * K)  # sorted, best first
+    beams, tokens = (indices // V).clamp_(max=W - 1), indices % V
     is_eos = tokens == eos
     eos_top = values[:, :K].masked_fill(~is_eos[:, :K], NEG_INF)
-    eos_scores = cand.new_full((A, K), NEG_INF).scatter_reduce_(1, beams[:, :K], eos_top, "amax")
-    n = values.size(1)
-    rank = torch.arange(n, device=cand.device) + n * is_eos  # non-eos first, in score order
+    eos_scores = cand.new_full((A, W), NEG_INF).scatter_reduce_(1, beams[:, :K], eos_top, "amax")
+    rank = torch.arange(2 * K, device=cand.device) + 2 * K * is_eos  # non-eos first, in score order
     pick = rank.topk(K, dim=1, largest=False).indices
     return eos_scores, values.gather(1, pick), beams.gather(1, pick), tokens.gather(1, pick)
 
@@ -123,27 +126,27 @@ def beam_search(step: Step, state: State, batch_size: int, bos: int, eos: int, m
     finished.add(empty, torch.zeros(empty.numel(), 1, device=device),
                  torch.zeros(empty.numel(), 1, 0, dtype=torch.long, device=device), 0)
 
+    # The first step reads one row per sentence (all K beams would start alike), then K live beams.
     sent = (limits > 0).nonzero().squeeze(1)  # (A,) the original sentence of each active one
-    state = reorder_state(state, sent.repeat_interleave(beam), sources=sent)  # (A*K, ...)
-    scores = torch.full((sent.numel(), beam), NEG_INF, device=device)  # (A, K)
-    scores[:, 0] = 0.0  # one live beam per sentence at first, so no hypothesis appears twice
-    history = torch.zeros(sent.numel(), beam, 0, dtype=torch.long, device=device)  # (A, K, t)
-    tokens = torch.full((sent.numel() * beam,), bos, dtype=torch.long, device=device)
+    state = reorder_state(state, sent, sources=sent)  # (A*W, ...) for W live beams, W = 1 first
+    scores = torch.zeros(sent.numel(), 1, device=device)  # (A, W)
+    history = torch.zeros(sent.numel(), 1, 0, dtype=torch.long, device=device)  # (A, W, t)
+    tokens = torch.full((sent.numel(),), bos, dtype=torch.long, device=device)  # (A*W,)
     for t in range(width):
         if sent.numel() == 0:
             break
-        log_probs, state = step(tokens, state)  # (A*K, V)
-        cand = scores[:, :, None] + log_probs.float().reshape(*scores.shape, -1)  # (A, K, V)
-        eos_scores, scores, origin, tokens = select(cand, eos)  # (A, K) each
+        log_probs, state = step(tokens, state)  # (A*W, V)
+        cand = scores[:, :, None] + log_probs.float().reshape(*scores.shape, -1)  # (A, W, V)
+        eos_scores, scores, origin, tokens = select(cand, eos, beam)  # (A, W), then (A, K) each
         if (eos_scores > NEG_INF).any():
             finished.add(sent, eos_scores, history, t + 1)
-        history = torch.cat([history.gather(1, origin[:, :, None].expand_as(history)),
+        history = torch.cat([history.gather(1, origin[:, :, None].expand(-1, -1, t)),
                              tokens[:, :, None]], 2)
         at_limit = limits[sent] == t + 1
         if at_limit.any():  # cut live beams: t + 1 ids, no eos
             finished.add(sent, scores.masked_fill(~at_limit[:, None], NEG_INF), history, t + 1)
         keep = (~is_done(finished, sent, scores, limits[sent], t, n_best)).nonzero().squeeze(1)
-        state = reorder_state(state, (keep[:, None] * beam + origin[keep]).flatten(),
+        state = reorder_state(state, (keep[:, None] * cand.size(1) + origin[keep]).flatten(),
                               sources=keep if keep.numel() < sent.numel() else slice(None))
         sent, scores, history = sent[keep], scores[keep], history[keep]
         tokens = tokens[keep].flatten()  # (A'*K,)
