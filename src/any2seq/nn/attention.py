@@ -35,7 +35,7 @@ def attend(q: Tensor, k: Tensor, v: Tensor, mask: Optional[Tensor] = None, is_ca
             mask = causal_mask(q.size(2), 0, q.device)
         if mask is not None:
             scores = scores.masked_fill(~mask, float("-inf"))
-        return scores.float().softmax(-1).to(v.dtype) @ v
+        return scores.softmax(-1, dtype=torch.float32).to(v.dtype) @ v
     return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal)
 
 

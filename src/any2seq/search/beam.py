@@ -1,11 +1,12 @@
 """Batched beam search over a step function, after fairseq's SequenceGenerator, read small.
 
-K beams per sentence run as one batch of (sentences x K) rows. An eos candidate is finalised
-only when it ranks among the step's top K candidates, as in fairseq (so beam size 1 is greedy);
-finished hypotheses are ranked by score / len**length_penalty, len counting the eos (the
-length penalty of Wu et al. 2016 in fairseq's simple form). Sentences whose n-best list can no
-longer change leave the batch through ``reorder_state``, which keeps a state's ``PerSource``
-part (the encoder memory) once per sentence instead of once per beam.
+K beams per sentence run as one batch of (sentences x K) rows, after a first step of one row per
+sentence (all K would start from bos). An eos candidate is finalised only when it ranks among the
+step's top K candidates, as in fairseq (so beam size 1 is greedy); finished hypotheses are ranked
+by score / len**length_penalty, len counting the eos (the length penalty of Wu et al. 2016 in
+fairseq's simple form). Sentences whose n-best list can no longer change leave the batch through
+``reorder_state``, which keeps a state's ``PerSource`` part (the encoder memory) once per sentence
+instead of once per beam.
 """
 from __future__ import annotations
 
