@@ -19,6 +19,13 @@ def merge_heads(x: Tensor) -> Tensor:
     return x.transpose(1, 2).reshape(B, T, H * Dh)
 
 
+def grouped(query: Tensor, sources: int) -> Tensor:
+    """query (A*K, T, D) -> (A, K*T, D): the K consecutive rows that read one source's memory as
+    one block of queries (K = 1 when every row has its own)."""
+    B, T, D = query.shape
+    return query.reshape(sources, B // max(sources, 1) * T, D)
+
+
 def attend(q: Tensor, k: Tensor, v: Tensor, mask: Optional[Tensor] = None, is_causal: bool = False) -> Tensor:
     """Scaled dot-product attention, (B, H, T, D/H) -> (B, H, T, D/H); ``mask`` is True where a
     query may look.
@@ -91,8 +98,8 @@ class CrossAttention(nn.Module):
 
     def grouped_queries(self, x: Tensor, sources: int) -> Tensor:
         """x (A*K, T, D) -> the queries of each source's K consecutive rows as one block (A, H, K*T, D/H)."""
-        B, T, D = x.shape
-        return self.q(x).view(sources, B // max(sources, 1) * T, self.heads, D // self.heads).transpose(1, 2)
+        q = grouped(self.q(x), sources)  # (A, K*T, D)
+        return q.view(*q.shape[:2], self.heads, q.size(2) // self.heads).transpose(1, 2)
 
     def forward(self, x: Tensor, kv: tuple[Tensor, Tensor], memory_mask: Tensor) -> Tensor:
         """x (A*K, T, D): K consecutive rows per source read its keys and values ``kv`` (A, H, S, D/H)
@@ -108,13 +115,6 @@ class CrossAttention(nn.Module):
         scores = q @ kv[0].transpose(-1, -2) / q.size(-1) ** 0.5
         probs = scores.masked_fill(~memory_mask[:, None, None, :], float("-inf")).softmax(-1)
         return probs.view(A, self.heads, B // max(A, 1), T, -1).transpose(1, 2).reshape(B, self.heads, T, -1)
-
-
-def grouped(query: Tensor, sources: int) -> Tensor:
-    """query (A*K, T, D) -> (A, K*T, D): the K consecutive rows that read one source's memory as
-    one block of queries (K = 1 when every row has its own)."""
-    B, T, D = query.shape
-    return query.reshape(sources, B // max(sources, 1) * T, D)
 
 
 class AdditiveAttention(nn.Module):
