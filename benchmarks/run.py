@@ -426,6 +426,7 @@ def main(argv=None) -> int:
             "gpu": torch.cuda.get_device_name(0) if run["device"] == "cuda" else None,
             "quick": args.quick, "steps": run["steps"], "timing_warmup": run["timing_warmup"],
             "sentences": run["sentences"], "decode_only": args.decode_only, "torch": torch.__version__,
+            "commit": _commit(),
             "load_avg": os.getloadavg(),
             "wall_s": round(time.perf_counter() - started, 1), "command": " ".join(sys.argv)}
     report = {"meta": meta, "spec": {k: v for k, v in spec.items() if k != "test_src_lengths"}, "probe": probes,
@@ -454,6 +455,19 @@ def main(argv=None) -> int:
         print("\n" + scaling_tables(scaling))
     print(f"\nresults: {json_path} (+ .md{', .png' if not args.no_plot else ''}); took {meta['wall_s']:.0f}s")
     return 0 if all(results[n].get("ok") for n in order if SYSTEMS[n][1] == "main" and n not in skipped) else 1
+
+
+def _commit() -> str | None:
+    """The checkout's commit, with "+dirty" when tracked files differ from it; None outside git."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO,
+                               capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if head.returncode != 0:
+        return None
+    return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
 
 
 def _cpu_name() -> str:

@@ -38,6 +38,9 @@ def test_json_holds_every_system_and_the_scaling_part(bench):
     assert {"meta", "spec", "probe", "systems", "scaling"} <= report.keys()
     assert report["probe"]["cpu"]["gflop_s"] > 0
     assert report["meta"]["steps"] == 3 and report["meta"]["sentences"] == 20
+    head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=REPO)
+    if head.returncode == 0:  # which code made the numbers
+        assert report["meta"]["commit"].split("+")[0] == head.stdout.strip()
     assert set(report["systems"]) == {"any2seq", "any2seq-bf16", "torch"}
     assert report["probe"]["cpu-bf16"]["dtype"] == "bfloat16"
     assert report["systems"]["any2seq-bf16"]["train"]["probe_dtype"] == "bfloat16"
