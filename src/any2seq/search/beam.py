@@ -136,8 +136,9 @@ def beam_search(step: Step, state: State, batch_size: int, bos: int, eos: int, m
     for t in range(width):
         if sent.numel() == 0:
             break
+        A, W = scores.shape  # W live beams: 1 in the first step, then K
         log_probs, state = step(tokens, state)  # (A*W, V)
-        cand = scores[:, :, None] + log_probs.float().reshape(*scores.shape, -1)  # (A, W, V)
+        cand = scores[:, :, None] + log_probs.float().reshape(A, W, -1)  # (A, W, V)
         eos_scores, scores, origin, tokens = select(cand, eos, beam)  # (A, W), then (A, K) each
         if (eos_scores > NEG_INF).any():
             finished.add(sent, eos_scores, history, t + 1)
@@ -147,7 +148,7 @@ def beam_search(step: Step, state: State, batch_size: int, bos: int, eos: int, m
         if at_limit.any():  # cut live beams: t + 1 ids, no eos
             finished.add(sent, scores.masked_fill(~at_limit[:, None], NEG_INF), history, t + 1)
         keep = (~is_done(finished, sent, scores, limits[sent], t, n_best)).nonzero().squeeze(1)
-        state = reorder_state(state, (keep[:, None] * cand.size(1) + origin[keep]).flatten(),
+        state = reorder_state(state, (keep[:, None] * W + origin[keep]).flatten(),
                               sources=keep if keep.numel() < sent.numel() else slice(None))
         sent, scores, history = sent[keep], scores[keep], history[keep]
         tokens = tokens[keep].flatten()  # (A'*K,)
