@@ -14,7 +14,8 @@ class TransformerDecoder(Decoder):
     each (A, H, S, D/H)}, "self": per layer (k, v) of the tokens so far, each (B, H, t, D/H)}.
 
     The memory is kept once per source (A of them) and read by the B = A * K rows decoded from it
-    (K beams), so beam search neither copies nor reorders it.
+    (K beams), so beam search neither copies nor reorders it. Decoding on CPU (no gradient), the
+    cached keys and values are float32 whatever the model's dtype (``nn.attention.attend``).
     """
 
     def __init__(self, vocab: int, d_model: int, layers: int, heads: int, ff: int, dropout: float,
@@ -28,8 +29,10 @@ class TransformerDecoder(Decoder):
     def init_state(self, enc_outputs, *args):
         memory = as_memory(enc_outputs, *args)
         B, H = memory.states.size(0), self.layers[0].self_attn.heads
-        empty = memory.states.new_zeros(B, H, 0, self.proj.in_features // H)
-        cross = [layer.cross_attn.project(memory.states) for layer in self.layers]
+        decoding_on_cpu = memory.states.device.type == "cpu" and not torch.is_grad_enabled()
+        dtype = torch.float32 if decoding_on_cpu else memory.states.dtype
+        empty = memory.states.new_zeros(B, H, 0, self.proj.in_features // H, dtype=dtype)
+        cross = [tuple(t.to(dtype) for t in layer.cross_attn.project(memory.states)) for layer in self.layers]
         return {"source": PerSource(memory_mask=memory.mask, cross=cross),
                 "self": [(empty, empty) for _ in self.layers]}
 
