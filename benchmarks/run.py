@@ -2,6 +2,7 @@
 
     python benchmarks/run.py [--quick] [--systems any2seq,any2seq-bf16,torch,hf,ct2,ct2-hf,onmt,joeynmt]
                              [--threads N] [--device auto|cpu|cuda] [--steps N] [--sentences N]
+                             [--decode-rounds N] [--decode-only]
 
 (``make bench`` / ``make bench-quick`` build the peer venv first and run this.) See
 benchmarks/README.md for what is measured and how.
@@ -10,9 +11,11 @@ benchmarks/README.md for what is measured and how.
    training batches (any2seq's ``BatchStream``, ~4k padded tokens each) that every system trains on;
    the first N test_2016_flickr sentences to decode.
 2. probe: ``torch.matmul`` of 2048x2048 fp32 matrices on all threads -- the machine's peak.
-3. systems: each in its own process (main venv or .bench-venv), writing a JSON result.
-4. merge: BLEU (sacreBLEU) of every decode, GFLOP/s, one JSON in benchmarks/results/, a markdown
-   table on stdout and a PNG bar chart.
+3. systems: each in its own process (main venv or .bench-venv), writing a JSON result; then
+   ``--decode-rounds`` more decoding passes of every system that keeps its model, in turn.
+4. merge: BLEU (sacreBLEU) of every decode, GFLOP/s, the median pass's sent/s, any2seq's speed-up
+   over each system (the median over the rounds), one JSON in benchmarks/results/, markdown tables
+   on stdout and a PNG bar chart.
 5. scaling (benchmarks/scaling.py): decode time vs output length with and without KV cache, and
    train tok/s vs batch tokens and model width.
 """
@@ -91,6 +94,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                     help="the scaling part's size (default: quick with --quick, else full)")
     ap.add_argument("--no-plot", action="store_true", help="no PNG charts")
     ap.add_argument("--timeout", type=int, default=None, help="seconds allowed to each system process")
+    ap.add_argument("--decode-rounds", type=int, default=None,
+                    help="decoding passes after the first, every system that keeps its model in turn (the order "
+                         "reversed each round), so that speed ratios are taken at one moment; the table gives "
+                         "each system's median (default 2; quick 0)")
     ap.add_argument("--decode-only", action="store_true",
                     help="time decoding again with the models the last run left in --workdir (its spec: steps, "
                          "sentences, model), without training: for decoder changes; " + ", ".join(DECODE_ONLY)
@@ -99,6 +106,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     unknown = [s for s in args.systems.split(",") if s and s not in SYSTEMS]
     if unknown:
         ap.error(f"--systems: unknown {', '.join(unknown)}; choose from {DEFAULT_SYSTEMS}")
+    if args.decode_rounds is not None and args.decode_rounds < 0:
+        ap.error(f"--decode-rounds: must not be negative, got {args.decode_rounds}")
     return args
 
 
@@ -114,8 +123,9 @@ def resolve(args) -> dict:
     sentences = args.sentences or (100 if args.quick else 1000)
     lr_warmup = args.lr_warmup or max(1, min(400, steps // 3))
     max_len = args.max_len or (20 if args.quick else 256)
+    rounds = args.decode_rounds if args.decode_rounds is not None else (0 if args.quick else 2)
     return {"device": device, "steps": steps, "max_len": max_len, "timing_warmup": min(warm, max(steps - 2, 0)),
-            "sentences": sentences, "lr_warmup": lr_warmup}
+            "sentences": sentences, "lr_warmup": lr_warmup, "decode_rounds": rounds}
 
 
 def data_root(args) -> Path:
@@ -220,13 +230,14 @@ def peer_status(peer_python: Path) -> dict:
         return {}
 
 
-def run_system(name: str, spec: dict, spec_path: Path, args, workdir: Path) -> dict:
+def run_system(name: str, spec: dict, spec_path: Path, args, workdir: Path, tag: str = "") -> dict:
+    """Run one system's script in its venv; its result (``tag`` names a repeated run's files)."""
     script, venv, _ = SYSTEMS[name]
     python = Path(sys.executable) if venv == "main" else args.peer_python
     if not python.is_file():
         return {"system": name, "ok": False, "error": f"skipped: no peer venv at {python.parent.parent} "
                                                       "(make bench-venv)"}
-    out = workdir / "out" / f"{name}.json"
+    out = workdir / "out" / f"{name}{tag}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.unlink(missing_ok=True)
     env = {**os.environ, "OMP_NUM_THREADS": str(spec["threads"]), "MKL_NUM_THREADS": str(spec["threads"]),
@@ -235,8 +246,8 @@ def run_system(name: str, spec: dict, spec_path: Path, args, workdir: Path) -> d
         env["CUDA_VISIBLE_DEVICES"] = ""  # any2seq trains on CUDA whenever it sees one
     if venv == "main":
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO / "src"), env.get("PYTHONPATH", "")]))
-    log = workdir / "out" / f"{name}.log"
-    print(f"bench: {name} ...", file=sys.stderr, flush=True)
+    log = workdir / "out" / f"{name}{tag}.log"
+    print(f"bench: {name}{tag} ...", file=sys.stderr, flush=True)
     start = time.perf_counter()
     with open(log, "w", encoding="utf-8") as f:
         try:
@@ -253,8 +264,81 @@ def run_system(name: str, spec: dict, spec_path: Path, args, workdir: Path) -> d
         result = {"system": name, "ok": False, "error": f"exit {code}: {tail[0][:300]}"}
     result["log"] = str(log)
     state = "ok" if result.get("ok") else f"FAILED ({result.get('error')})"
-    print(f"bench: {name} {state} in {elapsed:.0f}s", file=sys.stderr, flush=True)
+    print(f"bench: {name}{tag} {state} in {elapsed:.0f}s", file=sys.stderr, flush=True)
     return result
+
+
+def system_spec(name: str, spec: dict, results: dict, decode_only: bool) -> dict:
+    """The spec one system's script reads: the run's, plus its name, variant and source model."""
+    sys_spec = dict(spec, system=name, variant=VARIANTS.get(name, {}), decode_only=decode_only)
+    if SYSTEMS[name][2]:
+        sys_spec["source_model"] = results[SYSTEMS[name][2]]["model_dir"]
+    return sys_spec
+
+
+def decode_again(order: list[str], results: dict, spec: dict, args, workdir: Path, rounds: int) -> None:
+    """``rounds`` more decoding passes of every system that keeps its model, one system after
+    another (the order reversed every other round), each in a fresh process as the first pass.
+    A shared VM's speed drifts by tens of percent over minutes; passes taken side by side give
+    ratios that hold. Adds each mode's ``round_seconds`` (the first pass, then these; None where
+    a pass failed) to ``results``, in place."""
+    names = [n for n in order if results[n].get("ok") and results[n].get("decode")
+             and (n in DECODE_ONLY or SYSTEMS[n][2])]
+    for decode in (d for n in order for d in (results[n].get("decode") or {}).values()):
+        decode["round_seconds"] = [decode.get("seconds")]
+    for r in range(1, rounds + 1):
+        for name in names if r % 2 else names[::-1]:
+            path = workdir / f"spec.{name}.again.json"
+            path.write_text(json.dumps(system_spec(name, spec, results, True), indent=1), encoding="utf-8")
+            again = run_system(name, system_spec(name, spec, results, True), path, args, workdir, tag=f".round{r}")
+            for mode, decode in results[name]["decode"].items():
+                decode["round_seconds"].append(((again.get("decode") or {}).get(mode) or {}).get("seconds"))
+
+
+def median(values: list[float]) -> float:
+    values = sorted(values)
+    mid = len(values) // 2
+    return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
+
+
+def decode_ratios(results: dict, order: list[str]) -> list[dict]:
+    """Decoding speed of each any2seq row over each other system's, per mode: the median (and
+    range) over the rounds both decoded in, repeated rounds only when there are any (they were
+    taken side by side; the first passes, minutes apart, were not)."""
+    ours = [n for n in order if n.startswith("any2seq") and results[n].get("ok")]
+    peers = [n for n in order if not n.startswith("any2seq") and results[n].get("ok") and results[n].get("decode")]
+    rows = []
+    for a in ours:
+        for mode in ("greedy", "beam5"):
+            row = {"system": a, "mode": mode, "over": {}}
+            for b in peers:
+                sa = results[a]["decode"][mode].get("round_seconds") or [results[a]["decode"][mode].get("seconds")]
+                sb = results[b]["decode"][mode].get("round_seconds") or [results[b]["decode"][mode].get("seconds")]
+                pairs = [(x, y) for x, y in zip(sa, sb) if x and y]
+                repeated = pairs[1:] if len(sa) > 1 and len(sb) > 1 else []
+                ratios = [y / x for x, y in (repeated or pairs[:1])]  # peer seconds / ours = our speed-up
+                if ratios:
+                    row["over"][b] = {"median": round(median(ratios), 3), "min": round(min(ratios), 3),
+                                      "max": round(max(ratios), 3), "rounds": len(ratios)}
+            rows.append(row)
+    return rows
+
+
+def ratio_table(rows: list[dict], order: list[str]) -> str:
+    peers = [n for n in order if any(n in row["over"] for row in rows)]
+    if not rows or not peers:
+        return ""
+    lines = ["| any2seq row | mode | " + " | ".join(LABELS[p] for p in peers) + " |",
+             "|---|---|" + "---|" * len(peers)]
+    for row in rows:
+        cells = []
+        for p in peers:
+            r = row["over"].get(p)
+            cells.append("—" if r is None else f"{r['median']:.2f}x" + (
+                f" ({r['min']:.2f}-{r['max']:.2f}, {r['rounds']} rounds)" if r["rounds"] > 1 else ""))
+        mode = "greedy" if row["mode"] == "greedy" else "beam 5"
+        lines.append(f"| {LABELS[row['system']]} | {mode} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 # --- 4. merge ----------------------------------------------------------------------------------
@@ -272,7 +356,9 @@ def score(result: dict, spec: dict, probe: dict) -> None:
         metric = sacrebleu.BLEU()
         d["bleu"] = round(metric.corpus_score(hyps[: len(refs)], [refs]).score, 2)
         d["bleu_signature"] = str(metric.get_signature())
-        d["sent_s"] = d["sentences"] / d["seconds"] if d.get("seconds") else None
+        passes = [s for s in d.get("round_seconds") or [d.get("seconds")] if s]  # the median pass
+        d["sent_s"] = d["sentences"] / median(passes) if passes else None
+        d["passes"] = len(passes)
         # Untrained models differ most in how long they go on: sent/s means little without this.
         d["mean_out_tokens"] = round(sum(len(p) for p in sp.encode(hyps)) / max(len(hyps), 1), 2)
     train = result.get("train")
@@ -397,18 +483,18 @@ def main(argv=None) -> int:
                 results[name] = {"system": name, "ok": False, "error": f"skipped: --decode-only, {why}"}
                 skipped.add(name)
                 continue
-        sys_spec = dict(spec, system=name, variant=VARIANTS.get(name, {}), decode_only=args.decode_only)
-        if needs:
-            sys_spec["source_model"] = results[needs]["model_dir"]
+        sys_spec = system_spec(name, spec, results, args.decode_only)
         if needs or name in VARIANTS or args.decode_only:
             path = workdir / f"spec.{name}.json"
             path.write_text(json.dumps(sys_spec, indent=1), encoding="utf-8")
         else:
             path = spec_path
         results[name] = run_system(name, sys_spec, path, args, workdir)
-        # The train column of an engine is the trainer's: it only decodes.
+    decode_again(order, results, spec, args, workdir, run["decode_rounds"])
+    for name in order:
         bf16 = VARIANTS.get(name, {}).get("bf16")
         score(results[name], spec, probes[f"{run['device']}-bf16"] if bf16 else probe)
+    ratios = decode_ratios(results, order)
 
     scaling = None
     if not args.no_scaling:
@@ -425,15 +511,22 @@ def main(argv=None) -> int:
             "cpu": _cpu_name(), "cpus": os.cpu_count(), "threads": args.threads, "device": run["device"],
             "gpu": torch.cuda.get_device_name(0) if run["device"] == "cuda" else None,
             "quick": args.quick, "steps": run["steps"], "timing_warmup": run["timing_warmup"],
-            "sentences": run["sentences"], "decode_only": args.decode_only, "torch": torch.__version__,
+            "sentences": run["sentences"], "decode_only": args.decode_only, "decode_rounds": run["decode_rounds"],
+            "torch": torch.__version__,
             "commit": _commit(),
             "load_avg": os.getloadavg(),
             "wall_s": round(time.perf_counter() - started, 1), "command": " ".join(sys.argv)}
     report = {"meta": meta, "spec": {k: v for k, v in spec.items() if k != "test_src_lengths"}, "probe": probes,
-              "systems": results, "scaling": scaling}
+              "systems": results, "decode_ratios": ratios, "scaling": scaling}
     json_path = args.results / f"{stem}.json"
     json_path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     md = table(results, order)
+    rt = ratio_table(ratios, order)
+    if rt:
+        rounds = run["decode_rounds"]
+        how = (f"the median of {rounds} rounds that decoded every system in turn" if rounds
+               else "one pass each, minutes apart: --decode-rounds N for ratios taken side by side")
+        md += f"\n\nDecoding speed, any2seq over each other system ({how}; range in brackets):\n\n{rt}"
     m = spec["model"]
     title = (f"any2seq benchmark {meta['date']} on {host}: Multi30k de-en, d{m['d_model']} {m['layers']}+{m['layers']} "
              f"layers, {run['steps']} steps, {run['sentences']} sentences, {run['device']}, {args.threads} threads"

@@ -24,7 +24,7 @@ def bench(tmp_path_factory):
     args = [sys.executable, str(RUN), "--systems", "any2seq,any2seq-bf16,torch", "--device", "cpu", "--threads", "1",
             "--steps", "3", "--timing-warmup", "1", "--sentences", "20", "--max-len", "8", "--vocab", "1000",
             "--d-model", "32", "--ff", "64", "--layers", "1", "--heads", "2", "--batch-tokens", "500",
-            "--scaling", "micro", "--workdir", str(root / "work"), "--results", str(root / "results"),
+            "--scaling", "micro", "--decode-rounds", "1", "--workdir", str(root / "work"), "--results", str(root / "results"),
             "--name", "smoke", "--peer-python", str(root / "no-peer-venv" / "bin" / "python")]
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
     proc = subprocess.run(args, capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
@@ -54,8 +54,15 @@ def test_json_holds_every_system_and_the_scaling_part(bench):
         for mode in ("greedy", "beam5"):
             decode = result["decode"][mode]
             assert decode["sentences"] == 20 and decode["sent_s"] > 0 and 0 <= decode["bleu"] <= 100
+            # --decode-rounds 1: a second pass of the systems that keep their model, not of torch
+            assert len(decode["round_seconds"]) == decode["passes"] == (1 if name == "torch" else 2)
+            assert all(s > 0 for s in decode["round_seconds"])
             assert 0 <= decode["mean_out_tokens"] < 12  # --max-len 8, counted again on the detokenised text
             assert len(Path(decode["hyps"]).read_text(encoding="utf-8").splitlines()) == 20
+    ratios = {(row["system"], row["mode"]): row["over"] for row in report["decode_ratios"]}
+    assert set(ratios) == {(n, m) for n in ("any2seq", "any2seq-bf16") for m in ("greedy", "beam5")}
+    for over in ratios.values():  # torch decoded once: its ratio is that pass's
+        assert set(over) == {"torch"} and over["torch"]["rounds"] == 1 and over["torch"]["median"] > 0
     scaling = report["scaling"]
     assert [row["length"] for row in scaling["decode"]["rows"]] == [4, 8]
     assert all(row["cache_s"] > 0 and row["no_cache_s"] > 0 for row in scaling["decode"]["rows"])
@@ -67,9 +74,13 @@ def test_table_and_charts(bench):
     results, stdout, *_ = bench
     header = [line for line in stdout.splitlines() if line.startswith("| system |")]
     assert len(header) == 1 and header[0].count("|") == 12
-    rows = [line for line in stdout.splitlines() if line.startswith(("| any2seq |", "| any2seq, bf16", "| plain PyTorch"))]
+    rows = [line for line in stdout.splitlines() if line.startswith(("| any2seq |", "| any2seq, bf16", "| plain PyTorch"))
+            and not line.split("|")[2].strip() in ("greedy", "beam 5")]
     assert len(rows) == 3 and all(row.count("|") == 12 for row in rows)
     assert (results / "smoke.md").read_text(encoding="utf-8").count("| system |") == 1
+    ratios = [line for line in stdout.splitlines() if line.startswith(("| any2seq |", "| any2seq, bf16"))
+              and line.split("|")[2].strip() in ("greedy", "beam 5")]
+    assert len(ratios) == 4 and all(line.count("|") == 4 and line.endswith("x |") for line in ratios) and "Decoding speed, any2seq over each other system (the median of 1 rounds" in stdout
     for png in ("smoke.png", "smoke-scaling.png"):
         assert (results / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
