@@ -61,7 +61,7 @@ DECODE_ONLY = ["any2seq", "any2seq-bf16", "hf", "onmt"]  # trainers that keep th
 
 def parse_args(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="benchmarks/run.py", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true", help="a few steps and 200 sentences: the whole run in minutes")
+    ap.add_argument("--quick", action="store_true", help="a few steps and 64 sentences: the whole run in under 3 minutes")
     ap.add_argument("--systems", default=DEFAULT_SYSTEMS, help=f"comma-separated, of: {DEFAULT_SYSTEMS}")
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch/CTranslate2 threads")
     ap.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
@@ -69,7 +69,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--steps", type=int, default=None, help="training steps for every system "
                     "(default 500; quick: 6 on CPU, 300 on CUDA)")
     ap.add_argument("--timing-warmup", type=int, default=None, help="steps left out of tok/s (default: steps/10, >= 2)")
-    ap.add_argument("--sentences", type=int, default=None, help="test sentences to decode (default 1000; quick 100)")
+    ap.add_argument("--sentences", type=int, default=None, help="test sentences to decode (default 1000; quick 64: two batches)")
     ap.add_argument("--batch-size", type=int, default=32, help="sentences per decoding batch")
     ap.add_argument("--max-len", type=int, default=None, help="cap on output tokens, under a*source+b = 1.5*src+10 "
                     "(default 256; quick 20: barely trained models run on to the cap, and the cache-less loop's "
@@ -120,7 +120,7 @@ def resolve(args) -> dict:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     steps = args.steps or ((300 if device == "cuda" else 6) if args.quick else 500)
     warm = args.timing_warmup if args.timing_warmup is not None else max(2, steps // 10)
-    sentences = args.sentences or (100 if args.quick else 1000)
+    sentences = args.sentences or (64 if args.quick else 1000)
     lr_warmup = args.lr_warmup or max(1, min(400, steps // 3))
     max_len = args.max_len or (20 if args.quick else 256)
     rounds = args.decode_rounds if args.decode_rounds is not None else (0 if args.quick else 2)
