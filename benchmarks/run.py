@@ -88,7 +88,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                     help="the python of the peer venv (make bench-venv)")
     ap.add_argument("--workdir", type=Path, default=HERE / ".work", help="models, batches, hypotheses")
     ap.add_argument("--results", type=Path, default=HERE / "results", help="where the JSON and PNGs go")
-    ap.add_argument("--name", default=None, help="result file stem (default <date>-<host>)")
+    ap.add_argument("--name", default=None, help="result file stem (default <date>-<HHMM>-<host>, the start time: a "
+                    "new run does not overwrite the results committed from an earlier one)")
     ap.add_argument("--no-scaling", action="store_true", help="skip the scaling part")
     ap.add_argument("--scaling", choices=["micro", "quick", "full"], default=None,
                     help="the scaling part's size (default: quick with --quick, else full)")
@@ -432,7 +433,7 @@ def main(argv=None) -> int:
     workdir = args.workdir.resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     spec_path = workdir / "spec.json"
-    started = time.perf_counter()
+    started, start_time = time.perf_counter(), dt.datetime.now()
     if args.decode_only:
         if not spec_path.is_file():
             print(f"bench: --decode-only: no {spec_path} (run the benchmark once first)", file=sys.stderr)
@@ -503,7 +504,7 @@ def main(argv=None) -> int:
         scaling = run_scaling(spec, args.scaling or ("quick" if args.quick else "full"), workdir)
 
     host = socket.gethostname().split(".")[0]
-    stem = args.name or f"{dt.date.today().isoformat()}-{host}"
+    stem = args.name or f"{start_time:%Y-%m-%d-%H%M}-{host}"
     args.results.mkdir(parents=True, exist_ok=True)
     import torch
 
