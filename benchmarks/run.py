@@ -289,9 +289,9 @@ def decode_again(order: list[str], results: dict, spec: dict, args, workdir: Pat
         decode["round_seconds"] = [decode.get("seconds")]
     for r in range(1, rounds + 1):
         for name in names if r % 2 else names[::-1]:
-            path = workdir / f"spec.{name}.again.json"
-            path.write_text(json.dumps(system_spec(name, spec, results, True), indent=1), encoding="utf-8")
-            again = run_system(name, system_spec(name, spec, results, True), path, args, workdir, tag=f".round{r}")
+            sys_spec, path = system_spec(name, spec, results, True), workdir / f"spec.{name}.again.json"
+            path.write_text(json.dumps(sys_spec, indent=1), encoding="utf-8")
+            again = run_system(name, sys_spec, path, args, workdir, tag=f".round{r}")
             for mode, decode in results[name]["decode"].items():
                 decode["round_seconds"].append(((again.get("decode") or {}).get(mode) or {}).get("seconds"))
 
@@ -308,13 +308,16 @@ def decode_ratios(results: dict, order: list[str]) -> list[dict]:
     taken side by side; the first passes, minutes apart, were not)."""
     ours = [n for n in order if n.startswith("any2seq") and results[n].get("ok")]
     peers = [n for n in order if not n.startswith("any2seq") and results[n].get("ok") and results[n].get("decode")]
+    def passes(name: str, mode: str) -> list:
+        decode = results[name]["decode"][mode]
+        return decode.get("round_seconds") or [decode.get("seconds")]
+
     rows = []
     for a in ours:
         for mode in ("greedy", "beam5"):
-            row = {"system": a, "mode": mode, "over": {}}
+            row, sa = {"system": a, "mode": mode, "over": {}}, passes(a, mode)
             for b in peers:
-                sa = results[a]["decode"][mode].get("round_seconds") or [results[a]["decode"][mode].get("seconds")]
-                sb = results[b]["decode"][mode].get("round_seconds") or [results[b]["decode"][mode].get("seconds")]
+                sb = passes(b, mode)
                 pairs = [(x, y) for x, y in zip(sa, sb) if x and y]
                 repeated = pairs[1:] if len(sa) > 1 and len(sb) > 1 else []
                 ratios = [y / x for x, y in (repeated or pairs[:1])]  # peer seconds / ours = our speed-up
