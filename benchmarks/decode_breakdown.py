@@ -80,9 +80,9 @@ def main() -> None:
     print(f"{args.model} {args.dtype} beam {args.beam}: {len(lines)} sentences in {total:.2f} s "
           f"({len(lines) / total:.1f} sent/s)\n\n| part | seconds | share |\n|---|---|---|")
     for name, seconds in sorted(spent.items(), key=lambda kv: -kv[1]):
-        print(f"| {name} | {seconds:.3f} | {seconds / total:.0%} |")
+        print(f"| {name} | {seconds:.4f} | {seconds / total:.0%} |")
     rest = total - sum(v for k, v in spent.items() if not k.startswith("  "))
-    print(f"| everything else (tokenising, search loop) | {rest:.3f} | {rest / total:.0%} |")
+    print(f"| everything else (tokenising, search loop) | {rest:.4f} | {rest / total:.0%} |")
 
 
 if __name__ == "__main__":
