@@ -33,9 +33,9 @@ def main() -> None:
     import torch
 
     import any2seq
-    import any2seq.nn.attention as attention
-    import any2seq.search.beam as beam
+    from any2seq.nn import attention
     from any2seq.nn.packed import PackedLinear
+    from any2seq.search import beam
 
     torch.set_num_threads(args.threads)
     predictor = any2seq.load(args.model, dtype=args.dtype)
