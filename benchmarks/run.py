@@ -28,6 +28,7 @@ import os
 import platform
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import time
@@ -296,12 +297,6 @@ def decode_again(order: list[str], results: dict, spec: dict, args, workdir: Pat
                 decode["round_seconds"].append(((again.get("decode") or {}).get(mode) or {}).get("seconds"))
 
 
-def median(values: list[float]) -> float:
-    values = sorted(values)
-    mid = len(values) // 2
-    return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
-
-
 def decode_ratios(results: dict, order: list[str]) -> list[dict]:
     """Decoding speed of each any2seq row over each other system's, per mode: the median (and
     range) over the rounds both decoded in, repeated rounds only when there are any (they were
@@ -318,11 +313,11 @@ def decode_ratios(results: dict, order: list[str]) -> list[dict]:
             row, sa = {"system": a, "mode": mode, "over": {}}, passes(a, mode)
             for b in peers:
                 sb = passes(b, mode)
-                pairs = [(x, y) for x, y in zip(sa, sb) if x and y]
-                repeated = pairs[1:] if len(sa) > 1 and len(sb) > 1 else []
-                ratios = [y / x for x, y in (repeated or pairs[:1])]  # peer seconds / ours = our speed-up
+                side_by_side = [(x, y) for x, y in zip(sa[1:], sb[1:]) if x and y]
+                pairs = side_by_side or [(x, y) for x, y in zip(sa[:1], sb[:1]) if x and y]
+                ratios = [y / x for x, y in pairs]  # peer seconds / ours = our speed-up
                 if ratios:
-                    row["over"][b] = {"median": round(median(ratios), 3), "min": round(min(ratios), 3),
+                    row["over"][b] = {"median": round(statistics.median(ratios), 3), "min": round(min(ratios), 3),
                                       "max": round(max(ratios), 3), "rounds": len(ratios)}
             rows.append(row)
     return rows
@@ -361,7 +356,7 @@ def score(result: dict, spec: dict, probe: dict) -> None:
         d["bleu"] = round(metric.corpus_score(hyps[: len(refs)], [refs]).score, 2)
         d["bleu_signature"] = str(metric.get_signature())
         passes = [s for s in d.get("round_seconds") or [d.get("seconds")] if s]  # the median pass
-        d["sent_s"] = d["sentences"] / median(passes) if passes else None
+        d["sent_s"] = d["sentences"] / statistics.median(passes) if passes else None
         d["passes"] = len(passes)
         # Untrained models differ most in how long they go on: sent/s means little without this.
         d["mean_out_tokens"] = round(sum(len(p) for p in sp.encode(hyps)) / max(len(hyps), 1), 2)
