@@ -63,3 +63,12 @@ def test_a_used_packed_linear_can_be_deep_copied():
     with torch.no_grad():
         want = packed(x)
         torch.testing.assert_close(copy.deepcopy(packed)(x), want)
+
+
+def test_a_linear_made_under_inference_mode_is_packed():
+    """``with torch.inference_mode(): any2seq.load(...)`` makes inference-tensor weights, which
+    keep no version counter."""
+    with torch.inference_mode():
+        linear = nn.Linear(4, 3)
+        packed, x = PackedLinear(linear), torch.randn(2, 4)
+        torch.testing.assert_close(packed(x), linear(x))

@@ -43,7 +43,8 @@ class PackedLinear(nn.Linear):
 
     def packed(self) -> Tensor:
         w = self.weight
-        key = (w.data_ptr(), w._version, w.dtype, w.device)
+        version = None if w.is_inference() else w._version  # inference tensors (made under inference_mode) have none
+        key = (w.data_ptr(), version, w.dtype, w.device)
         if self._packed is None or key != self._key:  # (re)pack: first use, new dtype, or trained since
             with torch.no_grad():
                 self._packed = torch.ops.mkldnn._reorder_linear_weight(w.detach())
