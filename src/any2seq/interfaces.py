@@ -12,7 +12,8 @@ Conventions:
       nothing is cached on ``self``. A state is a tree of dicts, lists and tuples whose tensor
       leaves all have the batch on dimension 0, so ``reorder_state`` serves every decoder. A
       ``PerSource`` node holds what the rows decoded from one source share (the K beams of a
-      sentence read the same encoder memory): its dimension 0 counts sources, not rows.
+      sentence read the same encoder memory): its dimension 0 counts sources, not rows. A
+      ``Rows`` leaf (the Transformer's ``KVCache``) takes ``reorder_state``'s selections itself.
 """
 from __future__ import annotations
 
@@ -121,12 +122,35 @@ class PerSource(dict):
     """
 
 
+class Rows:
+    """A state leaf that maps its own tensors: ``map_state`` hands it ``fn`` and takes what
+    ``map`` returns. ``reorder_state``'s ``fn`` is a ``SelectRows``, so a leaf can tell a row
+    selection from other maps and, say, apply it lazily (``nn.kv_cache.KVCache``)."""
+
+    __slots__ = ()
+
+    def map(self, fn: Callable[[Tensor], Tensor]) -> Rows:
+        raise NotImplementedError
+
+
+class SelectRows:
+    """``fn(t) = t.index_select(0, index)``: the map ``reorder_state`` applies."""
+
+    def __init__(self, index: Tensor):
+        self.index = index
+
+    def __call__(self, t: Tensor) -> Tensor:
+        return t.index_select(0, self.index)
+
+
 def map_state(fn: Callable[[Tensor], Tensor], state: State,
               per_source: Callable[[Tensor], Tensor] | None = None) -> State:
     """Apply ``fn`` to every tensor leaf of a state tree; other leaves pass through. Leaves under
     a ``PerSource`` node get ``per_source`` instead, when one is given."""
     if isinstance(state, Tensor):
         return fn(state)
+    if isinstance(state, Rows):
+        return state.map(fn)
     if isinstance(state, PerSource):
         return PerSource({k: map_state(per_source or fn, v) for k, v in state.items()})
     if isinstance(state, dict):
@@ -151,7 +175,7 @@ def reorder_state(state: State, index: Tensor, sources: Tensor | slice | None = 
     def per_source(t: Tensor) -> Tensor:
         return t[sources] if isinstance(sources, slice) else t.index_select(0, sources)
 
-    return map_state(lambda t: t.index_select(0, index), state, per_source)
+    return map_state(SelectRows(index), state, per_source)
 
 
 def shift_right(tgt: Tensor, bos: int) -> Tensor:

@@ -6,12 +6,13 @@ from torch import Tensor, nn
 
 from ..interfaces import Decoder, PerSource, as_memory
 from ..nn.embedding import PositionalEmbedding
+from ..nn.kv_cache import KVCache
 from ..nn.transformer import DecoderLayer
 
 
 class TransformerDecoder(Decoder):
     """State: {"source": PerSource {"memory_mask" (A, S), "cross": per layer (k, v) of the memory,
-    each (A, H, S, D/H)}, "self": per layer (k, v) of the tokens so far, each (B, H, t, D/H)}.
+    each (A, H, S, D/H)}, "self": per layer a ``KVCache`` of the tokens so far, (B, H, t, D/H)}.
 
     The memory is kept once per source (A of them) and read by the B = A * K rows decoded from it
     (K beams), so beam search neither copies nor reorders it. Decoding on CPU (no gradient), the
@@ -31,10 +32,12 @@ class TransformerDecoder(Decoder):
         B, H = memory.states.size(0), self.layers[0].self_attn.heads
         decoding_on_cpu = memory.states.device.type == "cpu" and not torch.is_grad_enabled()
         dtype = torch.float32 if decoding_on_cpu else memory.states.dtype
-        empty = memory.states.new_zeros(B, H, 0, self.proj.in_features // H, dtype=dtype)
-        cross = [tuple(t.to(dtype) for t in layer.cross_attn.project(memory.states)) for layer in self.layers]
+        # contiguous: the attention products read them as (A * H) matrices without a copy each step
+        cross = [tuple(t.to(dtype, memory_format=torch.contiguous_format) for t in layer.cross_attn.project(memory.states))
+                 for layer in self.layers]
+        head_dim = self.proj.in_features // H
         return {"source": PerSource(memory_mask=memory.mask, cross=cross),
-                "self": [(empty, empty) for _ in self.layers]}
+                "self": [KVCache.empty(B, H, head_dim, memory.states, dtype) for _ in self.layers]}
 
     def forward(self, X: Tensor, state):
         """X (B, T) token ids continuing the tokens in ``state`` -> logits (B, T, V), new state."""
@@ -43,7 +46,7 @@ class TransformerDecoder(Decoder):
 
     def features(self, X: Tensor, state):
         """What ``forward`` feeds the output layer ``proj``: (B, T, D), new state."""
-        offset = state["self"][0][0].size(2)
+        offset = state["self"][0].length
         x = self.embed(X, offset)
         caches = []
         source = state["source"]

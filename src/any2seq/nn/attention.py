@@ -8,6 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .kv_cache import KVCache
+
 
 def split_heads(x: Tensor, heads: int) -> Tensor:
     B, T, D = x.shape  # (B, T, D) -> (B, H, T, D/H)
@@ -57,7 +59,7 @@ def causal_mask(T: int, offset: int, device) -> Tensor:
 
 
 class SelfAttention(nn.Module):
-    """Multi-head self-attention; with ``cache`` (k, v) it continues a sequence incrementally."""
+    """Multi-head self-attention; with a ``KVCache`` it continues a sequence incrementally."""
 
     def __init__(self, d_model: int, heads: int):
         super().__init__()
@@ -66,14 +68,14 @@ class SelfAttention(nn.Module):
         self.out = nn.Linear(d_model, d_model)
 
     def forward(self, x: Tensor, key_mask: Optional[Tensor] = None, causal: bool = False,
-                cache: Optional[tuple[Tensor, Tensor]] = None):
-        """x (B, T, D); key_mask (B, S) for non-causal use. Returns (B, T, D) and the new (k, v)."""
+                cache: Optional[KVCache] = None):
+        """x (B, T, D); key_mask (B, S) for non-causal use. Returns (B, T, D) and the new cache
+        (``None`` without one)."""
         q, k, v = (split_heads(t, self.heads) for t in self.qkv(x).chunk(3, dim=-1))
-        offset = 0 if cache is None else cache[0].size(2)
-        if offset:
-            k, v = torch.cat([cache[0], k], dim=2), torch.cat([cache[1], v], dim=2)
-        elif cache is not None:  # the cache's dtype: float32 when decoding bf16 on CPU (``attend``)
-            k, v = k.to(cache[0].dtype), v.to(cache[1].dtype)
+        offset = 0 if cache is None else cache.length
+        if cache is not None:  # keys and values in the cache's dtype: float32 when decoding bf16 on CPU
+            cache = cache.append(k, v)
+            k, v = cache.k, cache.v
         mask, is_causal = None, False
         if causal and x.size(1) > 1:
             if offset == 0:
@@ -83,7 +85,7 @@ class SelfAttention(nn.Module):
         elif key_mask is not None:
             mask = key_mask[:, None, None, :]  # (B, 1, 1, S)
         y = attend(q, k, v, mask, is_causal)
-        return self.out(merge_heads(y)), (k, v)
+        return self.out(merge_heads(y)), cache
 
 
 class CrossAttention(nn.Module):
