@@ -5,7 +5,7 @@ appends one position to every layer's keys and values. Done eagerly that is two 
 cache per step: the selection, then ``torch.cat``. ``KVCache`` keeps the selection as an index
 and the next ``append`` gathers the selected rows straight into the new, longer buffer: one copy
 per step, and composing selections costs nothing. On the 2-core benchmark VM that made bf16 beam-5
-decoding ~3 % faster (interleaved A/B, same outputs).
+decoding ~2 % faster (interleaved A/B, same outputs).
 
 A cache is a value like the rest of the state: ``append`` and ``map`` return new caches and
 never write into a buffer another cache can see.
