@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from any2seq.search import beam_search, greedy
-from any2seq.search.beam import topk
+from any2seq.search.beam import top_candidates, topk
 
 from .toy import ToyStep, brute_force
 
@@ -128,6 +128,22 @@ def test_blocked_topk_equals_torch_topk(shape, k):
     expected = x.topk(k, dim=1)
     assert torch.equal(values, expected.values)
     assert torch.equal(x.gather(1, indices), values)  # indices point at those values
+    assert all(len(set(row)) == k for row in indices.tolist())
+
+
+@pytest.mark.parametrize("A,W,V,k", [(3, 5, 8000, 10), (2, 1, 8000, 10), (2, 5, 1000, 4), (2, 3, 1001, 6), (1, 2, 64, 2)])
+def test_top_candidates_equal_topk_of_every_sum(A, W, V, k):
+    """The best of scores + log-probs, found from the best blocks, equal torch.topk over the
+    materialised (A, W * V) sums, values and all; the fallbacks (small or odd V) too."""
+    g = torch.Generator().manual_seed(1)
+    log_probs = torch.randn(A, W, V, generator=g).log_softmax(-1)
+    scores = -5 * torch.rand(A, W, generator=g)
+    scores[0, -1] = float("-inf")  # a dead beam
+    log_probs[-1, 0, : V // 2] = float("-inf")
+    sums = (scores[:, :, None] + log_probs).reshape(A, W * V)
+    values, indices = top_candidates(scores, log_probs, k)
+    assert torch.equal(values, sums.topk(k, dim=1).values)
+    assert torch.equal(sums.gather(1, indices), values)
     assert all(len(set(row)) == k for row in indices.tolist())
 
 

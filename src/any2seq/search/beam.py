@@ -74,22 +74,41 @@ def topk(x: Tensor, k: int, block: int = 64) -> tuple[Tensor, Tensor]:
     return values, best.gather(1, within // block) * block + within % block
 
 
-def select(cand: Tensor, eos: int, K: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """One top-2K over the candidates ``cand`` (A, W, V) of W live beams, as fairseq does: the
-    scores of eos candidates that rank among the top K, per source beam (A, W), -inf for none; and
-    the K best non-eos candidates: scores, source beams and tokens (A, K) each, best first. A beam
-    has one eos candidate, so the top 2K hold at least K others. Fewer than 2K candidates (a tiny
-    vocabulary) are padded with dead ones (-inf, from beam W - 1)."""
-    A, W, V = cand.shape
-    flat = cand.reshape(A, W * V)
-    if flat.size(1) < 2 * K:
-        flat = F.pad(flat, (0, 2 * K - flat.size(1)), value=NEG_INF)
-    values, indices = topk(flat, 2 * K)  # sorted, best first
+def top_candidates(scores: Tensor, log_probs: Tensor, k: int, block: int = 64) -> tuple[Tensor, Tensor]:
+    """``topk`` of the candidates ``scores[:, :, None] + log_probs`` ((A, W) and (A, W, V)) over
+    their flattened (A, W * V) view, without adding the scores to every log-prob: a block's
+    largest candidate is its beam's score plus the block's largest log-prob, so the sums are
+    formed only for the k best blocks (the same float32 additions, so the same values)."""
+    A, W, V = log_probs.shape
+    if V % block or W * V <= 4 * k * block:
+        return topk((scores[:, :, None] + log_probs).reshape(A, W * V), k)
+    blocks = log_probs.reshape(A, -1, block)  # (A, W * V / block, block), each block within one beam
+    per_beam = V // block
+    block_max = (blocks.amax(2).view(A, W, per_beam) + scores[:, :, None]).view(A, -1)
+    best = block_max.topk(k, dim=1).indices  # (A, k)
+    sums = blocks.gather(1, best[:, :, None].expand(-1, -1, block)) + scores.gather(1, best // per_beam)[:, :, None]
+    values, within = sums.view(A, -1).topk(k, dim=1)
+    return values, best.gather(1, within // block) * block + within % block
+
+
+def select(scores: Tensor, log_probs: Tensor, eos: int, K: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """One top-2K over the candidates ``scores[:, :, None] + log_probs`` ((A, W) and (A, W, V))
+    of W live beams, as fairseq does: the scores of eos candidates that rank among the top K, per
+    source beam (A, W), -inf for none; and the K best non-eos candidates: scores, source beams and
+    tokens (A, K) each, best first. A beam has one eos candidate, so the top 2K hold at least K
+    others. Fewer than 2K candidates (a tiny vocabulary) are padded with dead ones (-inf, from
+    beam W - 1)."""
+    A, W, V = log_probs.shape
+    if W * V < 2 * K:
+        cand = F.pad((scores[:, :, None] + log_probs).reshape(A, W * V), (0, 2 * K - W * V), value=NEG_INF)
+        values, indices = cand.topk(2 * K, dim=1)
+    else:
+        values, indices = top_candidates(scores, log_probs, 2 * K)  # sorted, best first
     beams, tokens = (indices // V).clamp_(max=W - 1), indices % V
     is_eos = tokens == eos
     eos_top = values[:, :K].masked_fill(~is_eos[:, :K], NEG_INF)
-    eos_scores = cand.new_full((A, W), NEG_INF).scatter_reduce_(1, beams[:, :K], eos_top, "amax")
-    rank = torch.arange(2 * K, device=cand.device) + 2 * K * is_eos  # non-eos first, in score order
+    eos_scores = scores.new_full((A, W), NEG_INF).scatter_reduce_(1, beams[:, :K], eos_top, "amax")
+    rank = torch.arange(2 * K, device=scores.device) + 2 * K * is_eos  # non-eos first, in score order
     pick = rank.topk(K, dim=1, largest=False).indices
     return eos_scores, values.gather(1, pick), beams.gather(1, pick), tokens.gather(1, pick)
 
@@ -138,8 +157,8 @@ def beam_search(step: Step, state: State, batch_size: int, bos: int, eos: int, m
             break
         A, W = scores.shape  # W live beams: 1 in the first step, then K
         log_probs, state = step(tokens, state)  # (A*W, V)
-        cand = scores[:, :, None] + log_probs.float().reshape(A, W, -1)  # (A, W, V)
-        eos_scores, scores, origin, tokens = select(cand, eos, beam)  # (A, W), then (A, K) each
+        log_probs = log_probs.float().reshape(A, W, -1)  # (A, W, V)
+        eos_scores, scores, origin, tokens = select(scores, log_probs, eos, beam)  # (A, W), then (A, K) each
         if (eos_scores > NEG_INF).any():
             finished.add(sent, eos_scores, history, t + 1)
         history = torch.cat([history.gather(1, origin[:, :, None].expand(-1, -1, t)),
