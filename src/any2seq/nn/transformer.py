@@ -7,6 +7,7 @@ from torch import Tensor, nn
 
 from .attention import CrossAttention, SelfAttention
 from .dropout import Dropout
+from .kv_cache import KVCache
 
 
 def feed_forward(d_model: int, ff: int) -> nn.Module:
@@ -37,7 +38,7 @@ class DecoderLayer(nn.Module):
         self.ff = feed_forward(d_model, ff)
         self.drop = Dropout(dropout)
 
-    def forward(self, x: Tensor, cross_kv, memory_mask: Tensor, cache: Optional[tuple] = None):
+    def forward(self, x: Tensor, cross_kv, memory_mask: Tensor, cache: Optional[KVCache] = None):
         """x (B, T, D) continuing the sequence in ``cache``; returns (B, T, D) and the new cache."""
         h, cache = self.self_attn(self.norm1(x), causal=True, cache=cache)
         x = x + self.drop(h)
