@@ -57,7 +57,7 @@ def test_shapes_and_range():
     out, state = decoder(frames, decoder.init_state(memory))
     assert out.shape == (B, T, C, H, W)
     assert 0 <= out.min() and out.max() <= 1
-    assert state["self"][0][0].shape == (B, 2, T * (H // P) * (W // P), 8)
+    assert state["self"][0].k.shape == (B, 2, T * (H // P) * (W // P), 8)
 
 
 @torch.no_grad()

@@ -9,6 +9,7 @@ from ..interfaces import Decoder, as_memory
 from ..nn.attention import CrossAttention, SelfAttention, attend, merge_heads, split_heads
 from ..nn.dropout import Dropout
 from ..nn.embedding import sinusoids
+from ..nn.kv_cache import KVCache
 from ..nn.transformer import feed_forward
 
 
@@ -19,20 +20,19 @@ def frame_causal_mask(tiles: int, offset: int, per_frame: int, device) -> Tensor
     return key_frame[None, :] <= query_frame[:, None]
 
 
-def block_self_attention(attn: SelfAttention, x: Tensor, per_frame: int, cache: tuple[Tensor, Tensor]):
+def block_self_attention(attn: SelfAttention, x: Tensor, per_frame: int, cache: KVCache):
     """``SelfAttention`` with a frame-causal mask: x (B, T*N, D) continues the tiles in ``cache``.
 
     nn/attention.py's forward only knows token-causal masks, so this repeats its few lines with the
     block mask; the weights are the same module's.
     """
     q, k, v = (split_heads(t, attn.heads) for t in attn.qkv(x).chunk(3, dim=-1))  # (B, H, T*N, D/H)
-    offset = cache[0].size(2)
-    if offset:
-        k, v = torch.cat([cache[0], k], dim=2), torch.cat([cache[1], v], dim=2)
+    offset = cache.length
+    cache = cache.append(k, v)
     mask = None
     if x.size(1) > per_frame:  # one frame at a time sees everything cached: no mask needed
         mask = frame_causal_mask(x.size(1), offset, per_frame, x.device)
-    return attn.out(merge_heads(attend(q, k, v, mask))), (k, v)
+    return attn.out(merge_heads(attend(q, cache.k, cache.v, mask))), cache
 
 
 class FrameDecoderLayer(nn.Module):
@@ -46,7 +46,7 @@ class FrameDecoderLayer(nn.Module):
         self.ff = feed_forward(d_model, ff)
         self.drop = Dropout(dropout)
 
-    def forward(self, x: Tensor, per_frame: int, cross_kv, memory_mask: Tensor, cache: tuple):
+    def forward(self, x: Tensor, per_frame: int, cross_kv, memory_mask: Tensor, cache: KVCache):
         """x (B, T*N, D) continuing the frames in ``cache``; returns (B, T*N, D) and the new cache."""
         h, cache = block_self_attention(self.self_attn, self.norm1(x), per_frame, cache)
         x = x + self.drop(h)
@@ -59,7 +59,7 @@ class FramesDecoder(Decoder):
 
     Each frame is cut into N = (H/patch)(W/patch) tiles; a tile's token is a linear map of its
     pixels plus a learned tile position and a sinusoidal frame index. State: {"memory_mask" (B, S),
-    "cross": per layer (k, v) of the memory, "self": per layer (k, v) of the tiles so far, each
+    "cross": per layer (k, v) of the memory, "self": per layer a ``KVCache`` of the tiles so far,
     (B, H, t*N, D/H)}.
     """
 
@@ -99,11 +99,11 @@ class FramesDecoder(Decoder):
     def init_state(self, enc_outputs, *args):
         memory = as_memory(enc_outputs, *args)
         B, H = memory.states.size(0), self.layers[0].self_attn.heads
-        empty = memory.states.new_zeros(B, H, 0, self.norm.normalized_shape[0] // H)
         return {
             "memory_mask": memory.mask,
             "cross": [layer.cross_attn.project(memory.states) for layer in self.layers],
-            "self": [(empty, empty) for _ in self.layers],
+            "self": [KVCache.empty(B, H, self.norm.normalized_shape[0] // H, memory.states, memory.states.dtype)
+                     for _ in self.layers],
         }
 
     def positions(self, start: int, frames: int) -> Tensor:
@@ -117,7 +117,7 @@ class FramesDecoder(Decoder):
         """X (B, T, C, H, W) continuing the frames in ``state`` -> predicted next frames, new state."""
         if tuple(X.shape[2:]) != self.shape:
             raise ValueError(f"frames of shape {tuple(X.shape[2:])}, decoder built for {self.shape}")
-        start = state["self"][0][0].size(2) // self.per_frame
+        start = state["self"][0].length // self.per_frame
         x = self.drop(self.embed(self.to_tiles(X)) + self.positions(start, X.size(1)))  # (B, T*N, D)
         caches = []
         for layer, cross_kv, cache in zip(self.layers, state["cross"], state["self"], strict=True):
