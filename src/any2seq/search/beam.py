@@ -78,10 +78,12 @@ def top_candidates(scores: Tensor, log_probs: Tensor, k: int, block: int = 64) -
     """``topk`` of the candidates ``scores[:, :, None] + log_probs`` ((A, W) and (A, W, V)) over
     their flattened (A, W * V) view, without adding the scores to every log-prob: a block's
     largest candidate is its beam's score plus the block's largest log-prob, so the sums are
-    formed only for the k best blocks (the same float32 additions, so the same values)."""
+    formed only for the k best blocks (the same float32 additions, so the same values). Fewer
+    than k candidates (a tiny vocabulary) are padded with dead ones (-inf, past the last beam)."""
     A, W, V = log_probs.shape
-    if V % block or W * V <= 4 * k * block:
-        return topk((scores[:, :, None] + log_probs).reshape(A, W * V), k)
+    if V % block or W * V <= 4 * k * block:  # small or odd vocabularies: every sum, one top-k
+        sums = (scores[:, :, None] + log_probs).reshape(A, W * V)
+        return topk(F.pad(sums, (0, max(k - W * V, 0)), value=NEG_INF), k)
     blocks = log_probs.reshape(A, -1, block)  # (A, W * V / block, block), each block within one beam
     per_beam = V // block
     block_max = (blocks.amax(2).view(A, W, per_beam) + scores[:, :, None]).view(A, -1)
@@ -96,14 +98,9 @@ def select(scores: Tensor, log_probs: Tensor, eos: int, K: int) -> tuple[Tensor,
     of W live beams, as fairseq does: the scores of eos candidates that rank among the top K, per
     source beam (A, W), -inf for none; and the K best non-eos candidates: scores, source beams and
     tokens (A, K) each, best first. A beam has one eos candidate, so the top 2K hold at least K
-    others. Fewer than 2K candidates (a tiny vocabulary) are padded with dead ones (-inf, from
-    beam W - 1)."""
+    others; dead padding candidates (a tiny vocabulary) count as from beam W - 1."""
     A, W, V = log_probs.shape
-    if W * V < 2 * K:
-        cand = F.pad((scores[:, :, None] + log_probs).reshape(A, W * V), (0, 2 * K - W * V), value=NEG_INF)
-        values, indices = cand.topk(2 * K, dim=1)
-    else:
-        values, indices = top_candidates(scores, log_probs, 2 * K)  # sorted, best first
+    values, indices = top_candidates(scores, log_probs, 2 * K)  # sorted, best first
     beams, tokens = (indices // V).clamp_(max=W - 1), indices % V
     is_eos = tokens == eos
     eos_top = values[:, :K].masked_fill(~is_eos[:, :K], NEG_INF)
