@@ -3,6 +3,7 @@ import pytest
 import torch
 
 import any2seq
+from any2seq.config import DecodeConfig
 from any2seq.data import collate
 from any2seq.decoding import SearchOptions
 from any2seq.errors import UserError
@@ -49,7 +50,7 @@ def test_a_loaded_model_translates_as_the_trained_one_did(run, request):
     toks = Tokenizers.load(run.dir, joint=True)
     lines = [de for de, _ in run.pairs] + ["Ein Hund läuft.", "Eine Frau singt in einer Kirche."]
     for beam in (1, 5):
-        in_memory = translate_lines(run.model, toks, lines, SearchOptions(beam=beam), 6000)
+        in_memory = translate_lines(run.model, toks, lines, SearchOptions(beam=beam), DecodeConfig())
         assert translator.translate(lines, beam=beam) == [n_best[0] for n_best in in_memory]
 
 

@@ -298,6 +298,9 @@ CASES = {
                                torch_saved("run/model.safetensors"), SENTENCE),
     # search flags
     "beam-zero": Case([*TRANSLATE, "--beam", "0"], ["--beam", "at least 1"], stdin=SENTENCE),
+    "workers-zero": Case([*TRANSLATE, "--workers", "0"], ["--workers", "integer >= 1, got 0"], stdin=SENTENCE),
+    "batch-size-negative": Case([*TRANSLATE, "--batch-size", "-2"], ["--batch-size", "integer >= 0, got -2"],
+                                stdin=SENTENCE),
     "top-p-range": Case([*TRANSLATE, "--sample", "--top-p", "1.5"], ["--top-p", "(0, 1]"], stdin=SENTENCE),
     "temperature-zero": Case([*TRANSLATE, "--sample", "--temperature", "0"], ["--temperature", "positive"],
                              stdin=SENTENCE),

@@ -60,6 +60,8 @@ def test_translate_search_flags(trained, capsys, monkeypatch):
     stdin = "".join(de + "\n" for de, _ in trained.pairs[:5]) + "Ein Hund läuft.\n"
     beam = cli(capsys, monkeypatch, "translate", "--model", trained.dir, "--beam", 4, stdin=stdin)
     assert beam.splitlines() == any2seq.load(trained.dir).translate(stdin.splitlines(), beam=4)
+    workers = ["--workers", 2, "--batch-size", 2]  # three batches, two at a time
+    assert cli(capsys, monkeypatch, "translate", "--model", trained.dir, "--beam", 4, *workers, stdin=stdin) == beam
 
     default = cli(capsys, monkeypatch, "translate", "--model", trained.dir, stdin=stdin).splitlines()
     n_best = cli(capsys, monkeypatch, "translate", "--model", trained.dir, "--n-best", 2, stdin=stdin).splitlines()

@@ -123,3 +123,54 @@ def test_a_seed_torch_cannot_take_is_a_user_error(seed):
 
     with pytest.raises(UserError, match="--seed: must be in 0..2\\*\\*64-1"):
         SearchOptions(sample=True, seed=seed)
+
+
+@pytest.mark.parametrize("opts", [SearchOptions(beam=1), SearchOptions(beam=4, n_best=2),
+                                  SearchOptions(sample=True, top_k=5, seed=4)], ids=["greedy", "beam4", "sample"])
+def test_workers_decode_batches_at_once_with_the_same_outputs(loaded, sources, opts, monkeypatch):
+    import threading
+
+    import any2seq.decoding as decoding
+
+    model, _ = loaded
+    one = tokens(decode_ids(model, sources, opts, batch_size=5))
+    seen, search = [], decoding._search
+
+    def recording(*args):  # which thread decodes each batch, with how many intra-op threads
+        seen.append((threading.get_ident(), torch.get_num_threads()))
+        return search(*args)
+
+    monkeypatch.setattr(decoding, "_search", recording)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(4)
+    try:
+        two = tokens(decode_ids(model, sources, opts, batch_size=5, workers=2))
+        after = torch.get_num_threads()
+    finally:
+        torch.set_num_threads(threads)
+    assert two == one
+    assert len(seen) == 8  # 37 sources, at most 5 a batch
+    assert len({ident for ident, _ in seen}) == 2 and threading.get_ident() not in {i for i, _ in seen}
+    assert {n for _, n in seen} == {2}  # 4 threads split between 2 workers
+    assert after == 4  # restored for the caller
+
+
+def test_batch_size_caps_the_sources_of_a_batch_and_batch_tokens_still_applies(loaded, sources, monkeypatch):
+    model, _ = loaded
+    rows = count_batches(model, monkeypatch)
+    decode_ids(model, sources, SearchOptions(beam=1), batch_tokens=10**6, batch_size=10)
+    assert rows == [10, 10, 10, 7]
+    rows.clear()
+    decode_ids(model, sources, SearchOptions(beam=1), batch_tokens=200, batch_size=10)
+    assert rows[0] < 10 and max(rows) == 10 and sum(rows) == 37  # long sources: tokens bind; short: the cap
+
+
+@pytest.mark.parametrize("batching, message", [({"workers": 0}, "--workers: must be an integer >= 1, got 0"),
+                                               ({"batch_size": -1}, "--batch-size: must be an integer >= 0"),
+                                               ({"batch_tokens": 0}, "--batch-tokens: must be an integer >= 1"),
+                                               ({"workers": 1.5}, "--workers: must be an integer >= 1, got 1.5")])
+def test_bad_batching_is_a_user_error_naming_the_flag(loaded, sources, batching, message):
+    from any2seq.errors import UserError
+
+    with pytest.raises(UserError, match=message.replace("+", "\\+")):
+        decode_ids(loaded[0], sources, SearchOptions(beam=1), **batching)

@@ -91,3 +91,13 @@ def test_cli_ct2_errors_are_one_line(trained, tmp_path, capsys, monkeypatch):
     code, _, err = _cli(capsys, monkeypatch, "translate", "--model", tmp_path, "--engine", "ct2", "--bf16",
                         stdin="x\n")
     assert code == 2 and "--bf16" in err
+
+
+def test_workers_translate_batches_at_once_with_the_same_outputs(trained, exported, corpus):
+    from any2seq.export.ct2 import CT2Translator
+
+    lines = (corpus / "test.de").read_text(encoding="utf-8").splitlines()
+    one = CT2Translator(exported, threads=2).translate(lines, beam=3, batch_size=4)
+    two = CT2Translator(exported, threads=2, workers=2)
+    assert two.translator.num_translators == 2
+    assert two.translate(lines, beam=3, batch_size=4) == one

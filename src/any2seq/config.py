@@ -291,10 +291,19 @@ class DecodeConfig:
     length_penalty: float = 1.0
     max_len_a: float = 1.5  # output limit: a * source length + b tokens
     max_len_b: int = 10
-    batch_tokens: int = 6000
+    batch_tokens: int = 6000  # source positions times beam per decoding batch
+    batch_size: int = 0  # sources per decoding batch at most; 0 = no cap but batch_tokens
+    workers: int = 1  # batches decoded at once, in threads splitting the intra-op threads
 
     def check(self):
         _require(self.beam >= 1, "beam", "must be at least 1")
+        _require(self.batch_tokens >= 1, "batch_tokens", "must be positive")
+        _require(self.batch_size >= 0, "batch_size", "must not be negative")
+        _require(self.workers >= 1, "workers", "must be at least 1")
+
+    def batching(self) -> dict:
+        """The decoding functions' batching arguments."""
+        return {"batch_tokens": self.batch_tokens, "batch_size": self.batch_size, "workers": self.workers}
 
 
 TaskName = Literal["translation", "text_generation", "captioning", "speech", "video_prediction", "text_to_video"]

@@ -28,7 +28,7 @@ def test_beam_outputs_are_reranked_by_concepts_covered_then_score(monkeypatch):
             SimpleNamespace(tokens=[3, 4], normalized=-0.3)]
     asked = {}
 
-    def decode_items(model, src, opts, batch_tokens, device, progress):
+    def decode_items(model, src, opts, **batching):
         asked["n_best"] = opts.n_best
         return [beam]
 

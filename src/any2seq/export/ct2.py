@@ -191,7 +191,10 @@ def _read_info(model_dir: Path) -> dict:
 class CT2Translator:
     """A loaded CTranslate2 export with its sentencepiece model(s): lines in, lines out."""
 
-    def __init__(self, model_dir: Path, threads: int = 0, compute_type: str = "default", device: str = "cpu"):
+    def __init__(self, model_dir: Path, threads: int = 0, compute_type: str = "default", device: str = "cpu",
+                 workers: int = 1):
+        """``workers`` > 1: that many batches at once (CTranslate2's ``inter_threads``), sharing
+        ``threads`` (0: every core this process may use) among them."""
         from ..data.tokenizer import Tokenizer
 
         ctranslate2 = _ctranslate2()
@@ -200,9 +203,11 @@ class CT2Translator:
         names = self.info["tokenizers"]
         self.src = Tokenizer.load(self.dir / names["src"])
         self.tgt = self.src if names["tgt"] == names["src"] else Tokenizer.load(self.dir / names["tgt"])
+        if workers > 1:
+            threads = max(1, (threads or len(os.sched_getaffinity(0))) // workers)
         try:
             self.translator = ctranslate2.Translator(str(self.dir), device=device, compute_type=compute_type,
-                                                     inter_threads=1, intra_threads=threads)
+                                                     inter_threads=workers, intra_threads=threads)
         except (RuntimeError, ValueError) as e:
             raise UserError(f"{self.dir}: CTranslate2 cannot load it ({str(e).splitlines()[0]})") from None
 
@@ -219,14 +224,15 @@ class CT2Translator:
         order = sorted(range(len(lines)), key=lambda i: -len(pieces[i]))
         order = [i for i in order if pieces[i]]  # an empty source gets empty output, as in any2seq
         out: list[list[str]] = [[""] * n_best for _ in lines]
-        for start in range(0, len(order), batch_size):
-            chunk = order[start: start + batch_size]
-            results = self.translator.translate_batch(
-                [pieces[i] for i in chunk], beam_size=beam, num_hypotheses=n_best, length_penalty=lp,
-                max_decoding_length=max(limits[i] for i in chunk), return_scores=False)
+        chunks = [order[start: start + batch_size] for start in range(0, len(order), batch_size)]
+        pending = [self.translator.translate_batch(  # queued at once, so every worker has a batch
+            [pieces[i] for i in chunk], beam_size=beam, num_hypotheses=n_best, length_penalty=lp,
+            max_decoding_length=max(limits[i] for i in chunk), return_scores=False, asynchronous=True)
+            for chunk in chunks]
+        for chunk, results in zip(chunks, pending):
             for i, result in zip(chunk, results):
                 # The batch shares one limit: cut each output at its own, as any2seq's search does.
-                hyps = [self.tgt.sp.decode(hyp[: limits[i]]) for hyp in result.hypotheses]
+                hyps = [self.tgt.sp.decode(hyp[: limits[i]]) for hyp in result.result().hypotheses]
                 out[i] = hyps + [""] * (n_best - len(hyps))
         return [o[0] for o in out] if n_best == 1 else out
 

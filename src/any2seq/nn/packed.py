@@ -13,6 +13,8 @@ since (an optimiser step bumps its version), so training a loaded model stays co
 """
 from __future__ import annotations
 
+import threading
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -28,6 +30,9 @@ def available() -> bool:
     except (RuntimeError, AttributeError, NotImplementedError):
         return False
     return True
+
+
+_PACKING = threading.Lock()
 
 
 class PackedLinear(nn.Linear):
@@ -46,9 +51,11 @@ class PackedLinear(nn.Linear):
         version = None if w.is_inference() else w._version  # inference tensors (made under inference_mode) have none
         key = (w.data_ptr(), version, w.dtype, w.device)
         if self._packed is None or key != self._key:  # (re)pack: first use, new dtype, or trained since
-            with torch.no_grad():
-                self._packed = torch.ops.mkldnn._reorder_linear_weight(w.detach())
-            self._key = key
+            with _PACKING:  # decoding workers share the model: one packs, the others wait for it
+                if self._packed is None or key != self._key:
+                    with torch.no_grad():
+                        packed = torch.ops.mkldnn._reorder_linear_weight(w.detach())
+                    self._packed, self._key = packed, key
         return self._packed
 
     def __getstate__(self):  # copies (deepcopy) pack again on first use: oneDNN's layout has no storage to copy

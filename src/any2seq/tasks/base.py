@@ -151,7 +151,7 @@ class TextOutputTask(Task):
         return validate
 
     def decode(self, model, toks, src: Items, opts, cfg, device, progress=False) -> list[str]:
-        hyps = decode_items(model, src, opts, cfg.decode.batch_tokens, device, progress)
+        hyps = decode_items(model, src, opts, device=device, progress=progress, **cfg.decode.batching())
         return [toks.tgt.decode([n_best[0].tokens])[0] for n_best in hyps]
 
     def evaluate(self, model, toks, cfg, split, opts, device="cpu", progress=False):
@@ -161,7 +161,7 @@ class TextOutputTask(Task):
 
     def predict(self, model, toks, cfg, inputs, opts, device="cpu", progress=False):
         src = self.source_items(cfg, toks, inputs)
-        hyps = decode_items(model, src, opts, cfg.decode.batch_tokens, device, progress)
+        hyps = decode_items(model, src, opts, device=device, progress=progress, **cfg.decode.batching())
         return [{"outputs": [{"text": text, "score": h.normalized}
                              for text, h in zip(toks.tgt.decode([h.tokens for h in n_best]), n_best)]}
                 for n_best in hyps]

@@ -102,8 +102,8 @@ class TextGeneration(TextOutputTask):
         wanted = opts.n_best
         if cfg.data.rerank and not opts.sample and opts.beam > 1:
             opts = dataclasses.replace(opts, n_best=opts.beam)
-        hyps = decode_items(model, self.source_items(cfg, toks, sources), opts, cfg.decode.batch_tokens, device,
-                            progress)
+        hyps = decode_items(model, self.source_items(cfg, toks, sources), opts, device=device, progress=progress,
+                            **cfg.decode.batching())
         out = []
         for source, n_best in zip(sources, hyps):
             outputs = [{"text": text, "score": h.normalized}

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..config import Config, DataConfig, TokenizerConfig
+from ..config import Config, DataConfig, DecodeConfig, TokenizerConfig
 from ..data import BatchStream, check_parallel, collate, encode_cached, make_batches, read_lines, train_tokenizer
 from ..decoding import SearchOptions, decode_ids
 from ..errors import UserError
@@ -67,10 +67,10 @@ def read_split(cfg: Config, split: str, key: str) -> tuple[list[str], list[str]]
     return list(read_lines(src)), list(read_lines(tgt))
 
 
-def translate_lines(model, toks: Tokenizers, lines: list[str], opts: SearchOptions, batch_tokens: int,
+def translate_lines(model, toks: Tokenizers, lines: list[str], opts: SearchOptions, decode: DecodeConfig,
                     device="cpu", progress: bool = False) -> list[list[str]]:
-    """n-best translations (lists of strings) for each line, in input order."""
-    hyps = decode_ids(model, toks.src.encode(lines), opts, batch_tokens, device, progress)
+    """n-best translations (lists of strings) for each line, in input order, batched as ``decode`` says."""
+    hyps = decode_ids(model, toks.src.encode(lines), opts, device=device, progress=progress, **decode.batching())
     return [toks.tgt.decode([h.tokens for h in n_best]) for n_best in hyps]
 
 
@@ -91,7 +91,7 @@ def make_validate(model, toks: Tokenizers, cfg: Config, device, with_bleu: bool)
         metrics = {"loss": total / max(count, 1)}
         if with_bleu:
             opts = SearchOptions(beam=1, max_len_a=cfg.decode.max_len_a, max_len_b=cfg.decode.max_len_b)
-            hyps = [n[0] for n in translate_lines(model, toks, src_lines, opts, cfg.decode.batch_tokens, device)]
+            hyps = [n[0] for n in translate_lines(model, toks, src_lines, opts, cfg.decode, device)]
             scores = bleu_chrf(hyps, ref_lines)
             metrics.update(bleu=scores["bleu"], chrf=scores["chrf"], signature=scores["signature"])
         return metrics
@@ -123,7 +123,7 @@ class Translation(Task):
     def evaluate(self, model, toks, cfg, split, opts, device="cpu", progress=False):
         name = {"train": cfg.data.train, "valid": cfg.data.valid, "test": cfg.data.test}[check_split(split)]
         src, refs = read_split(cfg, name, split)
-        hyps = [n[0] for n in translate_lines(model, toks, src, opts, cfg.decode.batch_tokens, device, progress)]
+        hyps = [n[0] for n in translate_lines(model, toks, src, opts, cfg.decode, device, progress)]
         scores = bleu_chrf(hyps, refs)
         return {k: scores[k] for k in ("bleu", "chrf", "signature")}, hyps
 
@@ -131,7 +131,8 @@ class Translation(Task):
         return read_text_inputs(inputs)
 
     def predict(self, model, toks, cfg, inputs, opts, device="cpu", progress=False):
-        hyps = decode_ids(model, toks.src.encode(list(inputs)), opts, cfg.decode.batch_tokens, device, progress)
+        hyps = decode_ids(model, toks.src.encode(list(inputs)), opts, device=device, progress=progress,
+                          **cfg.decode.batching())
         return [{"outputs": [{"text": text, "score": h.normalized}
                              for text, h in zip(toks.tgt.decode([h.tokens for h in n_best]), n_best)]}
                 for n_best in hyps]
