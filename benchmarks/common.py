@@ -99,19 +99,26 @@ def read_lines(path) -> list[str]:
     return Path(path).read_text(encoding="utf-8").splitlines()
 
 
-def decode_in_batches(translate, lines: list[str], batch_size: int, lengths: list[int]) -> tuple[list[str], float]:
+def decode_in_batches(translate, lines: list[str], batch_size: int, lengths: list[int],
+                      translate_all=None) -> tuple[list[str], float]:
     """Translate ``lines`` in batches of ``batch_size`` sentences, longest source first (the same
     batches for every system), after one untimed pass over the first batch (every system warms up
     alike); returns the outputs in input order and the seconds the timed pass took.
 
     ``translate(batch_lines, batch_indices) -> outputs``; ``lengths`` are the source lengths in
-    subword tokens (the shared tokenizer), which fix the order.
+    subword tokens (the shared tokenizer), which fix the order. A system that decodes several
+    batches at once (``workers``) gives ``translate_all(sorted_lines) -> outputs``: it gets the
+    whole file, longest first, and cuts it into the same batches of ``batch_size`` itself.
     """
     order = sorted(range(len(lines)), key=lambda i: (-lengths[i], i))
     out = [""] * len(lines)
     warm = order[:batch_size]  # untimed: allocator pools, kernel and primitive caches, lazy imports
     translate([lines[i] for i in warm], warm)
     start = time.perf_counter()
+    if translate_all is not None:
+        for i, hyp in zip(order, translate_all([lines[i] for i in order])):
+            out[i] = hyp
+        return out, time.perf_counter() - start
     for k in range(0, len(order), batch_size):
         chunk = order[k: k + batch_size]
         for i, hyp in zip(chunk, translate([lines[i] for i in chunk], chunk)):
@@ -131,14 +138,17 @@ def update(opt, params, loss, n_tokens: int, step: int, t: dict) -> None:
     opt.step()
 
 
-def decode_modes(system: str, translate, spec: dict) -> dict:
-    """Greedy, then beam search over the test lines: ``translate(batch, indices, beam) -> texts``.
-    Returns {"greedy": ..., "beam5": ...}, each with seconds, sentence count and the hypothesis file."""
+def decode_modes(system: str, translate, spec: dict, translate_all=None) -> dict:
+    """Greedy, then beam search over the test lines: ``translate(batch, indices, beam) -> texts``
+    (and, for a system decoding several batches at once, ``translate_all(lines, beam) -> texts``;
+    see ``decode_in_batches``). Returns {"greedy": ..., "beam5": ...}, each with seconds, sentence
+    count and the hypothesis file."""
     lines, lengths = read_lines(spec["test_src"]), spec["test_src_lengths"]
     out = {}
     for mode, beam in (("greedy", 1), ("beam5", spec["decode"]["beam"])):
+        whole = None if translate_all is None else (lambda ls, beam=beam: translate_all(ls, beam))
         hyps, seconds = decode_in_batches(lambda b, i, beam=beam: translate(b, i, beam), lines,
-                                          spec["decode"]["batch_size"], lengths)
+                                          spec["decode"]["batch_size"], lengths, whole)
         out[mode] = {"seconds": round(seconds, 3), "sentences": len(lines),
                      "hyps": write_hyps(spec["workdir"], system, mode, hyps)}
     return out

@@ -42,20 +42,28 @@ sys.path.insert(0, str(HERE))
 SYSTEMS = {
     "any2seq": ("any2seq_sys.py", "main", None),
     "any2seq-bf16": ("any2seq_sys.py", "main", None),
+    "any2seq-bf16-w2": ("any2seq_sys.py", "main", "any2seq-bf16"),
     "torch": ("torch_plain.py", "main", None),
     "hf": ("hf_marian.py", "peer", None),
     "ct2": ("ct2_any2seq.py", "main", "any2seq"),
     "ct2-hf": ("ct2_marian.py", "peer", "hf"),
+    "ct2-hf-w2": ("ct2_marian.py", "peer", "hf"),
     "onmt": ("onmt_sys.py", "peer", None),
     "joeynmt": ("joeynmt_sys.py", "peer", None),
 }
 # Systems that are another system's script with settings changed: name -> spec["variant"]
-VARIANTS = {"any2seq-bf16": {"bf16": True}}
-LABELS = {"any2seq": "any2seq", "any2seq-bf16": "any2seq, bf16 autocast", "torch": "plain PyTorch (no KV cache)",
-          "hf": "HF Marian", "ct2": "CTranslate2 (any2seq export)", "ct2-hf": "CTranslate2 (HF Marian)", "onmt": "OpenNMT-py",
+# (the -w2 rows decode two batches at a time, one thread each: any2seq's translate(workers=2) and
+# CTranslate2's inter_threads=2)
+VARIANTS = {"any2seq-bf16": {"bf16": True}, "any2seq-bf16-w2": {"bf16": True, "workers": 2},
+            "ct2-hf-w2": {"workers": 2}}
+LABELS = {"any2seq": "any2seq", "any2seq-bf16": "any2seq, bf16 autocast",
+          "any2seq-bf16-w2": "any2seq, bf16, 2 workers", "torch": "plain PyTorch (no KV cache)",
+          "hf": "HF Marian", "ct2": "CTranslate2 (any2seq export)", "ct2-hf": "CTranslate2 (HF Marian)",
+          "ct2-hf-w2": "CTranslate2 (HF Marian), 2 workers", "onmt": "OpenNMT-py",
           "joeynmt": "JoeyNMT"}
-SHORT = {"any2seq": "any2seq", "any2seq-bf16": "any2seq\nbf16", "torch": "PyTorch\n(no cache)", "hf": "HF Marian",
-         "ct2": "CT2\n(any2seq)", "ct2-hf": "CT2\n(HF)", "onmt": "OpenNMT-py", "joeynmt": "JoeyNMT"}
+SHORT = {"any2seq": "any2seq", "any2seq-bf16": "any2seq\nbf16", "any2seq-bf16-w2": "any2seq\nbf16 x2",
+         "torch": "PyTorch\n(no cache)", "hf": "HF Marian",
+         "ct2": "CT2\n(any2seq)", "ct2-hf": "CT2\n(HF)", "ct2-hf-w2": "CT2 (HF)\nx2", "onmt": "OpenNMT-py", "joeynmt": "JoeyNMT"}
 DEFAULT_SYSTEMS = ",".join(SYSTEMS)
 DECODE_ONLY = ["any2seq", "any2seq-bf16", "hf", "onmt"]  # trainers that keep their model in the workdir
 

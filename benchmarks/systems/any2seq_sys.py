@@ -93,10 +93,11 @@ def body(spec: dict) -> dict:
     import any2seq
     from any2seq.models import count_parameters
 
-    name, bf16 = spec.get("system", "any2seq"), bool(spec.get("variant", {}).get("bf16"))
-    out = Path(spec["workdir"]) / "models" / name
+    variant = spec.get("variant", {})
+    name, bf16, workers = spec.get("system", "any2seq"), bool(variant.get("bf16")), variant.get("workers", 1)
+    out = Path(spec.get("source_model") or Path(spec["workdir"]) / "models" / name)  # a decoding variant: its source's
     timer = StepTimer(device)
-    state = None if spec.get("decode_only") else train(spec, out, timer)
+    state = None if spec.get("decode_only") or spec.get("source_model") else train(spec, out, timer)
     translator = any2seq.load(out, device=str(device), dtype="bfloat16" if bf16 else "float32")
     train_result = None if state is None else {**timer.summary(spec["train"]["timing_warmup"]),
                                                "params": count_parameters(translator.model),
@@ -106,9 +107,16 @@ def body(spec: dict) -> dict:
         return translator.translate(batch, beam=beam, batch_tokens=10 ** 9, max_len=spec["decode"]["max_len"],
                                     length_penalty=1.0)
 
-    result["decode"] = decode_modes(name, translate, spec)
+    def translate_all(lines, beam):  # the whole file: ``workers`` batches of batch_size at once
+        return translator.translate(lines, beam=beam, batch_tokens=10 ** 9, batch_size=spec["decode"]["batch_size"],
+                                    workers=workers, max_len=spec["decode"]["max_len"], length_penalty=1.0)
+
+    result["decode"] = decode_modes(name, translate, spec, translate_all if workers > 1 else None)
     if bf16:
         result["note"] = "bf16 autocast in training, bf16 weights in decoding; % of the bf16 matmul probe"
+    if workers > 1:
+        result["note"] = (f"{out.name}'s model; {workers} batches at a time (translate(workers={workers}), "
+                          f"{max(1, spec['threads'] // workers)} thread each)")
     return result
 
 
