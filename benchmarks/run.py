@@ -45,6 +45,7 @@ SYSTEMS = {
     "any2seq-bf16-w2": ("any2seq_sys.py", "main", "any2seq-bf16"),
     "torch": ("torch_plain.py", "main", None),
     "hf": ("hf_marian.py", "peer", None),
+    "hf-w2": ("hf_marian.py", "peer", "hf"),
     "ct2": ("ct2_any2seq.py", "main", "any2seq"),
     "ct2-hf": ("ct2_marian.py", "peer", "hf"),
     "ct2-hf-w2": ("ct2_marian.py", "peer", "hf"),
@@ -55,15 +56,14 @@ SYSTEMS = {
 # (the -w2 rows decode two batches at a time, one thread each: any2seq's translate(workers=2) and
 # CTranslate2's inter_threads=2)
 VARIANTS = {"any2seq-bf16": {"bf16": True}, "any2seq-bf16-w2": {"bf16": True, "workers": 2},
-            "ct2-hf-w2": {"workers": 2}}
-LABELS = {"any2seq": "any2seq", "any2seq-bf16": "any2seq, bf16 autocast",
-          "any2seq-bf16-w2": "any2seq, bf16, 2 workers", "torch": "plain PyTorch (no KV cache)",
-          "hf": "HF Marian", "ct2": "CTranslate2 (any2seq export)", "ct2-hf": "CTranslate2 (HF Marian)",
-          "ct2-hf-w2": "CTranslate2 (HF Marian), 2 workers", "onmt": "OpenNMT-py",
-          "joeynmt": "JoeyNMT"}
+            "ct2-hf-w2": {"workers": 2}, "hf-w2": {"workers": 2}}
+LABELS = {"any2seq": "any2seq", "any2seq-bf16": "any2seq, bf16 autocast", "any2seq-bf16-w2": "any2seq, bf16, 2 workers",
+          "torch": "plain PyTorch (no KV cache)", "hf": "HF Marian", "hf-w2": "HF Marian, 2 workers",
+          "ct2": "CTranslate2 (any2seq export)", "ct2-hf": "CTranslate2 (HF Marian)",
+          "ct2-hf-w2": "CTranslate2 (HF Marian), 2 workers", "onmt": "OpenNMT-py", "joeynmt": "JoeyNMT"}
 SHORT = {"any2seq": "any2seq", "any2seq-bf16": "any2seq\nbf16", "any2seq-bf16-w2": "any2seq\nbf16 x2",
-         "torch": "PyTorch\n(no cache)", "hf": "HF Marian",
-         "ct2": "CT2\n(any2seq)", "ct2-hf": "CT2\n(HF)", "ct2-hf-w2": "CT2 (HF)\nx2", "onmt": "OpenNMT-py", "joeynmt": "JoeyNMT"}
+         "torch": "PyTorch\n(no cache)", "hf": "HF Marian", "hf-w2": "HF Marian\nx2", "ct2": "CT2\n(any2seq)",
+         "ct2-hf": "CT2\n(HF)", "ct2-hf-w2": "CT2 (HF)\nx2", "onmt": "OpenNMT-py", "joeynmt": "JoeyNMT"}
 DEFAULT_SYSTEMS = ",".join(SYSTEMS)
 DECODE_ONLY = ["any2seq", "any2seq-bf16", "hf", "onmt"]  # trainers that keep their model in the workdir
 
@@ -71,7 +71,8 @@ DECODE_ONLY = ["any2seq", "any2seq-bf16", "hf", "onmt"]  # trainers that keep th
 def parse_args(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="benchmarks/run.py", description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="a few steps and 64 sentences: the whole run in under 3 minutes")
-    ap.add_argument("--systems", default=DEFAULT_SYSTEMS, help=f"comma-separated, of: {DEFAULT_SYSTEMS}")
+    ap.add_argument("--systems", default=None, help=f"comma-separated, of: {DEFAULT_SYSTEMS} (default: all; quick: "
+                    "all but the two-worker rows, which need more than its two batches)")
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch/CTranslate2 threads")
     ap.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
                     help="for the torch-based systems (auto: cuda when there is one); CTranslate2 runs on CPU")
@@ -113,6 +114,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                          "sentences, model), without training: for decoder changes; " + ", ".join(DECODE_ONLY)
                          + " and the CTranslate2 engines")
     args = ap.parse_args(argv)
+    if args.systems is None:
+        args.systems = ",".join(n for n in SYSTEMS if not (args.quick and VARIANTS.get(n, {}).get("workers")))
     unknown = [s for s in args.systems.split(",") if s and s not in SYSTEMS]
     if unknown:
         ap.error(f"--systems: unknown {', '.join(unknown)}; choose from {DEFAULT_SYSTEMS}")

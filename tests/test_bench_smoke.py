@@ -1,6 +1,6 @@
-"""The benchmark harness (benchmarks/run.py) end to end on a micro setting: any2seq and the plain
-PyTorch baseline in the main venv (no peer venv), a few steps, a few sentences, the micro scaling
-plan. Checks the shape of what it writes, not the numbers."""
+"""The benchmark harness (benchmarks/run.py) end to end on a micro setting: any2seq (and its
+two-worker decoding row) and the plain PyTorch baseline in the main venv (no peer venv), a few
+steps, a few sentences, the micro scaling plan. Checks the shape of what it writes, not the numbers."""
 from __future__ import annotations
 
 import json
@@ -21,8 +21,8 @@ pytestmark = pytest.mark.skipif(not (MULTI30K / "train.de.gz").is_file(), reason
 @pytest.fixture(scope="module")
 def bench(tmp_path_factory):
     root = tmp_path_factory.mktemp("bench")
-    args = [sys.executable, str(RUN), "--systems", "any2seq,any2seq-bf16,torch", "--device", "cpu", "--threads", "1",
-            "--steps", "3", "--timing-warmup", "1", "--sentences", "20", "--max-len", "8", "--vocab", "1000",
+    args = [sys.executable, str(RUN), "--systems", "any2seq,any2seq-bf16,any2seq-bf16-w2,torch", "--device", "cpu",
+            "--threads", "1", "--steps", "3", "--timing-warmup", "1", "--sentences", "20", "--batch-size", "8", "--max-len", "8", "--vocab", "1000",
             "--d-model", "32", "--ff", "64", "--layers", "1", "--heads", "2", "--batch-tokens", "500",
             "--scaling", "micro", "--decode-rounds", "1", "--workdir", str(root / "work"), "--results", str(root / "results"),
             "--name", "smoke", "--peer-python", str(root / "no-peer-venv" / "bin" / "python")]
@@ -41,15 +41,20 @@ def test_json_holds_every_system_and_the_scaling_part(bench):
     head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=REPO)
     if head.returncode == 0:  # which code made the numbers
         assert report["meta"]["commit"].split("+")[0] == head.stdout.strip()
-    assert set(report["systems"]) == {"any2seq", "any2seq-bf16", "torch"}
+    assert set(report["systems"]) == {"any2seq", "any2seq-bf16", "any2seq-bf16-w2", "torch"}
     assert report["probe"]["cpu-bf16"]["dtype"] == "bfloat16"
     assert report["systems"]["any2seq-bf16"]["train"]["probe_dtype"] == "bfloat16"
     assert report["systems"]["any2seq"]["train"]["probe_dtype"] == "float32"
     for name, result in report["systems"].items():
         assert result["ok"], (name, result.get("error"))
         train = result["train"]
-        assert train["steps"] == 3 and train["tok_s"] > 0 and train["params"] > 0
-        assert 0 < train["share_of_peak"] and train["gflop_s"] > 0
+        if name == "any2seq-bf16-w2":  # decodes any2seq-bf16's model, three batches two at a time
+            assert train is None and result["model_dir"] == report["systems"]["any2seq-bf16"]["model_dir"]
+            for mode in ("greedy", "beam5"):
+                assert result["decode"][mode]["bleu"] == report["systems"]["any2seq-bf16"]["decode"][mode]["bleu"]
+        else:
+            assert train["steps"] == 3 and train["tok_s"] > 0 and train["params"] > 0
+            assert 0 < train["share_of_peak"] and train["gflop_s"] > 0
         assert result["peak_rss_mb"] > 0
         for mode in ("greedy", "beam5"):
             decode = result["decode"][mode]
@@ -60,7 +65,7 @@ def test_json_holds_every_system_and_the_scaling_part(bench):
             assert 0 <= decode["mean_out_tokens"] < 12  # --max-len 8, counted again on the detokenised text
             assert len(Path(decode["hyps"]).read_text(encoding="utf-8").splitlines()) == 20
     ratios = {(row["system"], row["mode"]): row["over"] for row in report["decode_ratios"]}
-    assert set(ratios) == {(n, m) for n in ("any2seq", "any2seq-bf16") for m in ("greedy", "beam5")}
+    assert set(ratios) == {(n, m) for n in ("any2seq", "any2seq-bf16", "any2seq-bf16-w2") for m in ("greedy", "beam5")}
     for over in ratios.values():  # torch decoded once: its ratio is that pass's
         assert set(over) == {"torch"} and over["torch"]["rounds"] == 1 and over["torch"]["median"] > 0
     scaling = report["scaling"]
@@ -76,11 +81,11 @@ def test_table_and_charts(bench):
     assert len(header) == 1 and header[0].count("|") == 12
     rows = [line for line in stdout.splitlines() if line.startswith(("| any2seq |", "| any2seq, bf16", "| plain PyTorch"))
             and line.split("|")[2].strip() not in ("greedy", "beam 5")]
-    assert len(rows) == 3 and all(row.count("|") == 12 for row in rows)
+    assert len(rows) == 4 and all(row.count("|") == 12 for row in rows)
     assert (results / "smoke.md").read_text(encoding="utf-8").count("| system |") == 1
     ratios = [line for line in stdout.splitlines() if line.startswith(("| any2seq |", "| any2seq, bf16"))
               and line.split("|")[2].strip() in ("greedy", "beam 5")]
-    assert len(ratios) == 4 and all(line.count("|") == 4 and line.endswith("x |") for line in ratios)
+    assert len(ratios) == 6 and all(line.count("|") == 4 and line.endswith("x |") for line in ratios)
     assert "Decoding speed, any2seq over each other system (the median of 1 rounds" in stdout
     for png in ("smoke.png", "smoke-scaling.png"):
         assert (results / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -97,7 +102,7 @@ def test_decode_only_decodes_the_models_left_in_the_workdir(bench):
     first = json.loads((results / "smoke.json").read_text(encoding="utf-8"))
     assert report["meta"]["decode_only"] and report["scaling"] is None
     assert report["systems"]["torch"]["error"] == "skipped: --decode-only, it keeps no model"
-    for name in ("any2seq", "any2seq-bf16"):
+    for name in ("any2seq", "any2seq-bf16", "any2seq-bf16-w2"):
         result = report["systems"][name]
         assert result["ok"] and result["train"] is None
         for mode in ("greedy", "beam5"):  # the same model decodes the same sentences again

@@ -109,8 +109,9 @@ def body(spec: dict) -> dict:
     sp = spm.SentencePieceProcessor(model_file=spec["spm"])
     vocab = sp.vocab_size() + 1
     pad = vocab - 1
-    out = Path(spec["workdir"]) / "models" / "hf"
-    if spec.get("decode_only"):  # the model the last run saved
+    workers = spec.get("variant", {}).get("workers", 1)
+    out = Path(spec.get("source_model") or Path(spec["workdir"]) / "models" / "hf")
+    if spec.get("decode_only") or spec.get("source_model"):  # the model the last run saved; hf-w2: hf's
         model, train = transformers.MarianMTModel.from_pretrained(out).to(device), None
     else:
         model = build(spec, vocab).to(device)
@@ -140,7 +141,19 @@ def body(spec: dict) -> dict:
             texts.append(sp.decode([i for i in row[:limit] if i < pad]))
         return texts
 
-    result["decode"] = decode_modes("hf", run, spec)
+    def run_all(lines, beam):  # hf-w2: the batches of 32 in ``workers`` threads of threads/workers each
+        from concurrent.futures import ThreadPoolExecutor
+
+        size = spec["decode"]["batch_size"]
+        batches = [lines[k: k + size] for k in range(0, len(lines), size)]
+        with ThreadPoolExecutor(workers, initializer=torch.set_num_threads,
+                                initargs=(max(1, spec["threads"] // workers),)) as pool:
+            return [text for texts in pool.map(lambda b: run(b, None, beam), batches) for text in texts]
+
+    result["decode"] = decode_modes(spec.get("system", "hf"), run, spec, run_all if workers > 1 else None)
+    if workers > 1:
+        result["note"] += (f"; {workers} batches at a time (threads sharing the model, as any2seq's workers: "
+                           "HF has no such option of its own)")
     return result
 
 
