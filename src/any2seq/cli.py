@@ -77,7 +77,7 @@ def _search_flags(p: argparse.ArgumentParser, beam_default=None) -> None:
     p.add_argument("--batch-tokens", type=int, default=None, help="source tokens per decoding batch")
     p.add_argument("--batch-size", type=int, default=None, help="sources per decoding batch at most")
     p.add_argument("--workers", type=int, default=None,
-                   help="batches decoded at once, splitting the CPU threads (a file on 2 cores: 2 workers, ~1.3x)")
+                   help="batches decoded at once, splitting the CPU threads (a file on 2 cores: 2 workers, up to ~1.25x)")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--bf16", action="store_true", help="decode with bfloat16 weights (faster on CPUs with "
                                                        "AVX-512 BF16 or AMX, and on GPUs; text outputs only)")
