@@ -204,7 +204,8 @@ class CT2Translator:
         self.src = Tokenizer.load(self.dir / names["src"])
         self.tgt = self.src if names["tgt"] == names["src"] else Tokenizer.load(self.dir / names["tgt"])
         if workers > 1:
-            threads = max(1, (threads or len(os.sched_getaffinity(0))) // workers)
+            cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+            threads = max(1, (threads or cores) // workers)
         try:
             self.translator = ctranslate2.Translator(str(self.dir), device=device, compute_type=compute_type,
                                                      inter_threads=workers, intra_threads=threads)
