@@ -94,6 +94,12 @@ class Task:
         return {"examples": int(len(batches.kept))}
 
 
+def text_outputs(toks, n_best) -> list[dict]:
+    """A source's n-best hypotheses as ``predict`` answers them: [{"text", "score"}, ...], best first."""
+    texts = toks.tgt.decode([h.tokens for h in n_best])
+    return [{"text": text, "score": h.normalized} for text, h in zip(texts, n_best)]
+
+
 class TextOutputTask(Task):
     """Tasks with a text target and in-memory examples: captioning, speech, text generation.
 
@@ -162,9 +168,7 @@ class TextOutputTask(Task):
     def predict(self, model, toks, cfg, inputs, opts, device="cpu", progress=False):
         src = self.source_items(cfg, toks, inputs)
         hyps = decode_items(model, src, opts, device=device, progress=progress, **cfg.decode.batching())
-        return [{"outputs": [{"text": text, "score": h.normalized}
-                             for text, h in zip(toks.tgt.decode([h.tokens for h in n_best]), n_best)]}
-                for n_best in hyps]
+        return [{"outputs": text_outputs(toks, n_best)} for n_best in hyps]
 
 
 class FramesOutputTask(Task):

@@ -11,7 +11,7 @@ from ..data import Items, read_lines
 from ..decoding import decode_items
 from ..errors import UserError
 from ..metrics import bleu_chrf
-from .base import JOINT, TextOutputTask, Tokenizers, check_split, train_text_tokenizer
+from .base import JOINT, TextOutputTask, Tokenizers, check_split, text_outputs, train_text_tokenizer
 from .translation import read_text_inputs
 
 # Function words never count as concepts (a short closed-class list; content words remain).
@@ -106,8 +106,7 @@ class TextGeneration(TextOutputTask):
                             **cfg.decode.batching())
         out = []
         for source, n_best in zip(sources, hyps):
-            outputs = [{"text": text, "score": h.normalized}
-                       for text, h in zip(toks.tgt.decode([h.tokens for h in n_best]), n_best)]
+            outputs = text_outputs(toks, n_best)
             if cfg.data.rerank:
                 outputs.sort(key=lambda o: -covered(source, o["text"]))
             out.append(outputs[:wanted])

@@ -12,7 +12,7 @@ from ..decoding import SearchOptions, decode_ids
 from ..errors import UserError
 from ..metrics import bleu_chrf
 from ..models import build_model
-from .base import JOINT, SRC, TGT, Task, Tokenizers, check_split
+from .base import JOINT, SRC, TGT, Task, Tokenizers, check_split, text_outputs
 
 
 def split_path(data: DataConfig, split: str, lang: str, key: str) -> Path:
@@ -133,9 +133,7 @@ class Translation(Task):
     def predict(self, model, toks, cfg, inputs, opts, device="cpu", progress=False):
         hyps = decode_ids(model, toks.src.encode(list(inputs)), opts, device=device, progress=progress,
                           **cfg.decode.batching())
-        return [{"outputs": [{"text": text, "score": h.normalized}
-                             for text, h in zip(toks.tgt.decode([h.tokens for h in n_best]), n_best)]}
-                for n_best in hyps]
+        return [{"outputs": text_outputs(toks, n_best)} for n_best in hyps]
 
     def card(self, cfg, batches):
         return {"src_lang": cfg.data.src_lang, "tgt_lang": cfg.data.tgt_lang,
