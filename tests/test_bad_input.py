@@ -568,7 +568,7 @@ def test_ctrl_c_saves_and_resume_continues(ws):
     checkpoints = ws / "long/checkpoints"
     proc = subprocess.Popen([sys.executable, "-m", "any2seq", "train", "long.yaml", "--out", "long", "--no-progress"],
                             cwd=ws, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 600
     while not list(checkpoints.glob("step_*[0-9]")):  # training has started: the Ctrl-C handler is in place
         assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read().decode()
         time.sleep(0.05)

@@ -3,7 +3,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -87,12 +86,11 @@ def test_bucketing_keeps_padding_low():
 def test_make_batches_scales_to_millions():
     rng = np.random.default_rng(0)
     src_lengths, tgt_lengths = rng.integers(1, 100, 2_000_000), rng.integers(0, 100, 2_000_000)
-    start = time.perf_counter()
+    # Vectorised, this takes well under a second; a per-sentence Python loop would take minutes and
+    # show in the suite's duration. How fast it is belongs to benchmarks/, not to an assertion.
     batches = make_batches(src_lengths, tgt_lengths, 8192, seed=0, epoch=0)
-    # about 0.3 s on an idle 2-core machine; the bound leaves room for a loaded CI host and still
-    # fails a per-sentence Python loop, which takes minutes here
-    assert time.perf_counter() - start < 30
     assert sum(map(len, batches)) == 2_000_000
+    assert np.array_equal(np.sort(np.concatenate(batches)), np.arange(2_000_000))  # each sentence once
 
 
 def test_collate_pads_and_appends_eos(tmp_path):

@@ -26,10 +26,10 @@ def test_sigkill_then_resume_is_bit_identical(tmp_path):
     run_b = subprocess.Popen([*train_cmd, str(killed)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                              env=run_env())
     try:
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 600
         while not checkpoint(killed, 10).is_dir():
             assert run_b.poll() is None, "run B ended before it could be killed"
-            assert time.monotonic() < deadline, "run B wrote no step-10 checkpoint in 120 s"
+            assert time.monotonic() < deadline, "run B wrote no step-10 checkpoint in 600 s (hung?)"
             time.sleep(0.002)
         os.kill(run_b.pid, signal.SIGKILL)
         assert run_b.wait(timeout=30) == -signal.SIGKILL
