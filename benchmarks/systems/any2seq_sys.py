@@ -31,7 +31,7 @@ def config_dict(spec: dict, out: Path) -> dict:
         "train": {"seed": t["seed"], "batch_tokens": t["batch_tokens"], "lr": t["lr"], "schedule": "inverse_sqrt",
                   "warmup": t["lr_warmup"], "label_smoothing": t["label_smoothing"], "clip": t["clip"],
                   "max_steps": t["steps"], "valid_every": t["steps"], "valid_bleu": False, "metric": "loss",
-                  "log_every": max(t["steps"], 1), "keep_last": 1, "bf16": bool(spec.get("variant", {}).get("bf16")),
+                  "log_every": max(t["steps"], 1), "keep_last": 1, "precision": "bf16" if spec.get("variant", {}).get("bf16") else "fp32",
                   "threads": spec["threads"]},
         "decode": {"beam": spec["decode"]["beam"], "max_len_a": spec["decode"]["max_len_a"],
                    "max_len_b": spec["decode"]["max_len_b"]},

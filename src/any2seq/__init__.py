@@ -14,9 +14,10 @@ def __getattr__(name):
     raise AttributeError(f"module 'any2seq' has no attribute {name!r}")
 
 
-def load(path, device="cpu", dtype="float32"):
+def load(path, device="cpu", dtype="auto"):
     """Load a trained model directory: ``any2seq.load(DIR).translate(["Ein Hund läuft."], beam=5)``;
-    ``dtype="bfloat16"`` decodes with bf16 weights."""
+    ``dtype="auto"`` decodes in float32 or bf16, whichever this machine runs the model's products
+    faster (``"fp32"`` or ``"bf16"`` force one)."""
     from .api import load as _load
 
     return _load(path, device, dtype)

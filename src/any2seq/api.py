@@ -10,6 +10,7 @@ from .decoding import SearchOptions
 from .errors import UserError
 from .modeldir import load_model
 from .nn.packed import pack_linears
+from .precision import DECODE_ROWS, Choice, choose, linear_shapes, normalize
 from .tasks import get_task
 
 
@@ -26,6 +27,7 @@ class Predictor:
         self.task = cfg.task
         self._task = get_task(cfg.task)
         self.input_kind, self.output_kind = self._task.input_kind, self._task.output_kind
+        self.precision = Choice("fp32" if next(model.parameters()).dtype == torch.float32 else "bf16", "given")
 
     def options(self, beam: int | None = None, n_best: int = 1, length_penalty: float | None = None,
                 sample: bool = False, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
@@ -83,22 +85,24 @@ class Predictor:
 Translator = Predictor  # the name the text-only API had
 
 
-DTYPES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16"}
-
-
-def load(path, device="cpu", dtype: str = "float32") -> Predictor:
-    """The model in directory ``path``, ready to decode; ``dtype="bfloat16"`` decodes with bf16
-    weights (text outputs only): on the benchmark's 2-core AVX512-BF16 CPU, beam 5 ran 1.02-1.16x
-    as fast as float32 (benchmarks/README.md, decoding again), and the demo model's BLEU on 300 test
-    sentences moved by 0.03. On CPU its linear layers multiply by oneDNN-prepacked weights
-    (``nn/packed.py``)."""
-    if dtype not in DTYPES:
-        raise UserError(f"dtype: {dtype!r} is not one of {', '.join(DTYPES)}")
+def load(path, device="cpu", dtype: str = "auto") -> Predictor:
+    """The model in directory ``path``, ready to decode. ``dtype``: ``"auto"`` (default) times the
+    model's products in float32 and bf16 on this machine and decodes in the faster (precision.py;
+    frame outputs stay float32); ``"fp32"``/``"float32"`` or ``"bf16"``/``"bfloat16"`` force one
+    (bf16 for text outputs only). ``Predictor.precision`` says what was chosen and why. On CPU the
+    linear layers multiply by oneDNN-prepacked weights (``nn/packed.py``)."""
+    dtype = normalize(dtype, "dtype")
     model, toks, cfg, card = load_model(Path(path), device)
-    if DTYPES[dtype] == "bfloat16":
-        if get_task(cfg.task).output_kind != "text":
-            raise UserError(f"bf16 decoding is for models with text output; this {cfg.task} model makes frames")
-        model.to(torch.bfloat16)
+    text_output = get_task(cfg.task).output_kind == "text"
+    if dtype == "bf16" and not text_output:
+        raise UserError(f"bf16 decoding is for models with text output; this {cfg.task} model makes frames")
+    if dtype == "auto" and not text_output:
+        choice = Choice("fp32", "frame outputs decode in float32")
+    else:
+        choice = choose(dtype, linear_shapes(model), DECODE_ROWS, device, train=False)
+    model.to(choice.dtype)
     if torch.device(device).type == "cpu":
         pack_linears(model)  # prepacked oneDNN weights: faster small-batch products (nn/packed.py)
-    return Predictor(model, toks, cfg, card, device)
+    predictor = Predictor(model, toks, cfg, card, device)
+    predictor.precision = choice
+    return predictor

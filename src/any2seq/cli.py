@@ -41,7 +41,7 @@ EXAMPLES = {
     "serve": """examples:
   any2seq serve --model runs/demo                 # then open http://127.0.0.1:8000/ (API docs at /docs)
   any2seq serve --model runs/speech --port 8080 --max-inputs 8 --timeout 10
-  any2seq serve --model runs/demo --bf16          # bf16 weights: faster beam search on AVX512-BF16/AMX
+  any2seq serve --model runs/demo --dtype fp32    # force float32 (default auto: the faster on this CPU)
   curl -s localhost:8000/v1/predict -H 'Content-Type: application/json' \\
        -d '{"inputs": ["Ein Hund läuft."], "beam": 5, "n_best": 3}'
   curl -s localhost:8000/v1/predict -F file=@utterance.wav -F beam=5     # image, audio, video models""",
@@ -79,8 +79,14 @@ def _search_flags(p: argparse.ArgumentParser, beam_default=None) -> None:
     p.add_argument("--workers", type=int, default=None,
                    help="batches decoded at once, splitting the CPU threads (a file on 2 cores: 2 workers, up to ~1.25x)")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
-    p.add_argument("--bf16", action="store_true", help="decode with bfloat16 weights (faster on CPUs with "
-                                                       "AVX-512 BF16 or AMX, and on GPUs; text outputs only)")
+    _dtype_flags(p)
+
+
+def _dtype_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dtype", choices=["auto", "fp32", "bf16"], default="auto",
+                   help="weights' precision: auto (default) times both on this CPU at start-up and keeps the "
+                        "faster; bf16 is for text outputs only")
+    p.add_argument("--bf16", action="store_true", help="the same as --dtype bf16")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -166,7 +172,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--max-len", type=int, default=None, help="largest max_len a request may ask for")
     p.add_argument("--timeout", type=float, default=None, help="seconds a request may wait for its outputs")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
-    p.add_argument("--bf16", action="store_true", help="decode with bfloat16 weights (text outputs only)")
+    _dtype_flags(p)
 
     p = sub.add_parser("plot", help="plots: a model's cross-attention, or a run's training curves",
                        epilog=EXAMPLES["plot"], formatter_class=fmt)
@@ -202,7 +208,10 @@ def cmd_train(args) -> int:
 def _translator(args):
     from .api import load
 
-    return load(args.model, args.device, _dtype(args))
+    predictor = load(args.model, args.device, _dtype(args))
+    if predictor.precision.measured:  # auto chose: say what, and why
+        print(predictor.precision.line("decoding"), file=sys.stderr)
+    return predictor
 
 
 def _batching(args) -> dict:
@@ -215,7 +224,7 @@ def _batching(args) -> dict:
 
 
 def _dtype(args) -> str:
-    return "bfloat16" if args.bf16 else "float32"
+    return "bf16" if args.bf16 else args.dtype
 
 
 def cmd_translate(args) -> int:
@@ -244,7 +253,7 @@ def cmd_translate(args) -> int:
 def _translate_ct2(args) -> int:
     """``translate --engine ct2``: CTranslate2 on a folder that ``any2seq export --ct2`` wrote."""
     unsupported = [flag for flag, on in (("--sample", args.sample), ("--batch-tokens", args.batch_tokens is not None),
-                                         ("--bf16", args.bf16)) if on]
+                                         ("--bf16", _dtype(args) == "bf16")) if on]
     if unsupported:
         raise UserError(f"{unsupported[0]}: not supported with --engine ct2")
     from .decoding import SearchOptions

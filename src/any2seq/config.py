@@ -5,6 +5,7 @@ Unknown keys and bad values fail at load time with the key's dotted path and the
 from __future__ import annotations
 
 import dataclasses
+import sys
 import types
 import typing
 from dataclasses import dataclass, field
@@ -14,6 +15,7 @@ from typing import Any, Literal, Union
 import yaml
 
 from .errors import UserError
+from .task_metrics import TASK_METRICS
 
 # --- components -------------------------------------------------------------------------------
 
@@ -259,11 +261,11 @@ class TrainConfig:
     max_steps: int = 0  # 0 = no limit
     max_epochs: int = 0
     max_minutes: float = 0.0  # wall-clock budget for training; the best checkpoint is kept
-    bf16: bool = False  # bfloat16 autocast
+    precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: the faster on this machine, measured at start
     threads: int = 0  # torch threads; 0 = one per core
     valid_every: int = 1000
     valid_bleu: bool = True  # decode the validation set and score it with the task's metrics
-    metric: Literal["bleu", "loss", "chrf", "wer", "cer", "mse", "exact"] = "bleu"  # picks the best checkpoint
+    metric: str = ""  # picks the best checkpoint: one the task reports; "" = the task's own (task_metrics.py)
     patience: int = 0  # early stopping after this many validations without improvement; 0 = off
     keep_last: int = 3
     init: str = ""  # a model directory whose weights (and tokenizers) start this run: fine-tuning
@@ -276,7 +278,7 @@ class TrainConfig:
         _require(0 <= self.label_smoothing < 1, "label_smoothing", "must be in [0, 1)")
         _require(self.keep_last >= 1, "keep_last", "must be at least 1")
         _require(self.valid_every >= 1, "valid_every", "must be at least 1")
-        _require(self.metric == "loss" or self.valid_bleu, "metric",
+        _require(self.metric in ("", "loss") or self.valid_bleu, "metric",
                  f"{self.metric} needs train.valid_bleu: true (decode the validation set) or use loss")
         _require(self.schedule != "cosine" or self.max_steps > 0, "schedule", "cosine needs train.max_steps > 0")
         _require(self.clip >= 0 and self.max_minutes >= 0, "clip" if self.clip < 0 else "max_minutes",
@@ -321,6 +323,11 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     decode: DecodeConfig = field(default_factory=DecodeConfig)
 
+    def check(self):
+        reported = TASK_METRICS[self.task][1]
+        _require(not self.train.metric or self.train.metric in reported, "train.metric",
+                 f"{self.train.metric} is not reported by the {self.task} task (its metrics: {', '.join(reported)})")
+
 
 # --- loading ----------------------------------------------------------------------------------
 
@@ -360,6 +367,12 @@ def load_config(path: str | Path, overrides: list[str] = ()) -> Config:
     for item in overrides:
         apply_override(raw, item)
     try:
+        notes = migrate(raw)
+    except UserError as e:
+        raise UserError(f"{path}: {e}") from None
+    for note in notes:
+        print(f"any2seq: {path}: {note}", file=sys.stderr)
+    try:
         return _build(Config, raw, "")
     except _Invalid as e:  # blame --set for the keys it set, the file for the rest
         set_keys = [item.partition("=")[0].strip() + "." for item in overrides]
@@ -396,7 +409,36 @@ def apply_override(raw: dict, item: str) -> None:
     node[parts[-1]] = parsed
 
 
+def migrate(raw: dict, saved: bool = False) -> list[str]:
+    """Rewrite keys of older versions in place; what was changed, a line each.
+
+    ``train.bf16: true/false`` became ``train.precision: bf16/fp32``. A saved model's config
+    (``saved``) also drops a ``train.metric`` its task does not report: older versions wrote the
+    default ``bleu`` for every task, and the model is no less usable for it.
+    """
+    train = raw.get("train")
+    if not isinstance(train, dict):
+        return []
+    notes = []
+    if "bf16" in train:
+        bf16 = train.pop("bf16")
+        if "precision" in train:
+            raise UserError("train.bf16 (the older key) and train.precision both given: set only train.precision "
+                            "(auto, fp32 or bf16)")
+        if isinstance(bf16, bool):
+            train["precision"] = "bf16" if bf16 else "fp32"
+            notes.append(f"train.bf16: {str(bf16).lower()} is now train.precision: {train['precision']} "
+                         "(or drop it: auto measures which is faster on this machine)")
+        else:
+            train["precision"] = bf16  # let validation name the bad value
+    task = raw.get("task", "translation")
+    if saved and task in TASK_METRICS and train.get("metric") not in (None, "", *TASK_METRICS[task][1]):
+        train["metric"] = ""
+    return notes
+
+
 def config_from_dict(raw: dict, source: str = "config") -> Config:
+    migrate(raw, saved=True)
     try:
         return _build(Config, raw, "")
     except _Invalid as e:

@@ -25,19 +25,38 @@ def read_metrics(run_dir: Path) -> tuple[list[dict], list[dict]]:
     return train, valid
 
 
+def run_metrics(run_dir: Path, valid: list[dict]) -> list[str]:
+    """The validation metrics to plot besides the loss: the run's task's (task_metrics.py), else
+    whatever numbers the records hold."""
+    from .modeldir import read_config
+    from .task_metrics import TASK_METRICS
+
+    try:
+        task = read_config(Path(run_dir)).task
+    except UserError:  # no config (a bare metrics file) or one this version cannot read
+        task = None
+    if task in TASK_METRICS:
+        return [m for m in TASK_METRICS[task][1] if m != "loss"]
+    return sorted({k.removeprefix("valid_") for r in valid for k, v in r.items()
+                   if k.startswith("valid_") and k != "valid_loss" and isinstance(v, (int, float))})
+
+
 def plot_curves(run_dir: Path, out: Path | None = None) -> Path | None:
-    """Loss, learning rate and validation metrics against steps; returns the PNG's path."""
+    """Loss, learning rate and each of the task's validation metrics against steps; the PNG's path."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     from .fileio import atomic_write
+    from .task_metrics import HIGHER_IS_BETTER
 
     train, valid = read_metrics(run_dir)
     if not train and not valid:
         return None
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    metrics = run_metrics(run_dir, valid)
+    fig, axes = plt.subplots(1, 2 + len(metrics), figsize=(4.4 * (2 + len(metrics)), 3.6), squeeze=False)
+    axes = axes[0]
     axes[0].plot([r["step"] for r in train], [r["loss"] for r in train], label="train (smoothed CE)")
     points = [(r["step"], r["valid_loss"]) for r in valid if "valid_loss" in r]
     axes[0].plot([s for s, _ in points], [v for _, v in points], "o-", label="valid")
@@ -45,13 +64,12 @@ def plot_curves(run_dir: Path, out: Path | None = None) -> Path | None:
     axes[0].legend()
     axes[1].plot([r["step"] for r in train], [r["lr"] for r in train])
     axes[1].set(title="learning rate", xlabel="step")
-    for key in ("valid_bleu", "valid_chrf"):
-        points = [(r["step"], r[key]) for r in valid if key in r]
+    for ax, metric in zip(axes[2:], metrics):
+        points = [(r["step"], r[f"valid_{metric}"]) for r in valid if isinstance(r.get(f"valid_{metric}"), (int, float))]
         if points:
-            axes[2].plot(*zip(*points), "o-", label=key.removeprefix("valid_"))
-    axes[2].set(title="validation", xlabel="step")
-    if axes[2].lines:
-        axes[2].legend()
+            ax.plot(*zip(*points), "o-")
+        arrow = {True: " (higher is better)", False: " (lower is better)"}.get(HIGHER_IS_BETTER.get(metric), "")
+        ax.set(title=f"valid {metric}{arrow}", xlabel="step")
     fig.tight_layout()
     out = Path(out) if out else Path(run_dir) / "curves.png"
     import io

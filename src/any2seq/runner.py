@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -13,9 +14,11 @@ from .errors import UserError
 from .fileio import atomic_write, writable_dir
 from .modeldir import config_changes, read_config, write_card, write_config
 from .models import count_parameters
+from .precision import TRAIN_ROWS, Choice, choose, linear_shapes
+from .task_metrics import selected_metric
 from .train.checkpoint import (checkpoint_dirs, clean_partial, load_checkpoint, load_weights, save_tensors,
                                unique_tensors)
-from .train.distributed import Dist, barrier, init_distributed, main_first, shutdown
+from .train.distributed import Dist, all_gather, barrier, init_distributed, main_first, shutdown
 from .train.loop import TrainerState, fit
 from .train.optim import make_optimizer
 from .tasks import get_task
@@ -91,15 +94,35 @@ def _train(cfg: Config, out: Path, resume: bool, progress: bool, dist: Dist) -> 
     if dist.main:
         print(f"any2seq: {cfg.task}, {n_params / 1e6:.1f}M parameters, {len(batches.kept)} training examples, "
               f"{threads} threads x {dist.world} process(es) -> {out}", file=sys.stderr)
+    choice = _precision(cfg, model, dist)
+    card["precision"] = choice.record()
+    if dist.main:
+        print(choice.line("training"), file=sys.stderr)
+        with open(out / "metrics.jsonl", "a", encoding="utf-8") as log:  # a resumed run may choose anew
+            log.write(json.dumps({"step": state.step, "precision": choice.record()}) + "\n")
+    metric = selected_metric(cfg.task, cfg.train.metric, cfg.train.valid_bleu)
+    train_cfg = replace(cfg.train, precision=choice.precision, metric=metric)
     d_model = getattr(cfg.model.decoder, "d_model", 512)  # the noam schedule's scale
-    state, reason = fit(model, optimizer, batches, validate, on_best, out, cfg.train, dist, state, d_model, progress)
+    state, reason = fit(model, optimizer, batches, validate, on_best, out, train_cfg, dist, state, d_model, progress)
     if dist.main and reason != "interrupted":
         _finish(out)
-        print(f"any2seq: stopped at step {state.step} ({reason}); best valid {cfg.train.metric} "
+        print(f"any2seq: stopped at step {state.step} ({reason}); best valid {metric} "
               f"{state.best} at step {state.best_step}; model in {out}", file=sys.stderr)
     if reason == "interrupted":
         raise UserError(f"{out}: interrupted; saved step {state.step}, continue with --resume")
     return {**state.__dict__, "reason": reason}
+
+
+def _precision(cfg: Config, model, dist: Dist) -> Choice:
+    """``train.precision`` resolved for this model on this machine (precision.py); under DDP every
+    rank trains in rank 0's choice (the others read its cached verdict, or are told it)."""
+    rows = min(cfg.train.batch_tokens, TRAIN_ROWS)
+    choice = main_first(dist, lambda: choose(cfg.train.precision, linear_shapes(model), rows, dist.device, train=True))
+    if dist.world > 1:
+        first = all_gather(torch.tensor([choice.precision == "bf16"], device=dist.device), dist)[0]
+        if bool(first.item()) != (choice.precision == "bf16"):
+            choice = Choice("bf16" if bool(first.item()) else "fp32", "rank 0's choice")
+    return choice
 
 
 def inherit_tokenizers(cfg: Config, out: Path) -> bool:

@@ -6,7 +6,7 @@ from .limits import Limits
 
 
 def serve(model_dir: str, host: str = "127.0.0.1", port: int = 8000, limits: Limits | None = None,
-          device: str = "cpu", dtype: str = "float32") -> int:
+          device: str = "cpu", dtype: str = "auto") -> int:
     """Load the model in ``model_dir`` (on ``device``, weights in ``dtype``) and serve it until
     interrupted; returns an exit status."""
     import socket
@@ -17,6 +17,8 @@ def serve(model_dir: str, host: str = "127.0.0.1", port: int = 8000, limits: Lim
     from ..errors import UserError
 
     predictor = load(model_dir, device, dtype)
+    if predictor.precision.measured:
+        print(predictor.precision.line("decoding"), flush=True)
     try:  # a port in use or a bad host: one line now, not uvicorn's log and exit
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
         with socket.socket(infos[0][0], socket.SOCK_STREAM) as probe:

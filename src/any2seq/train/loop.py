@@ -20,6 +20,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from ..config import TrainConfig
+from ..task_metrics import better
 from .checkpoint import rng_states, save_checkpoint
 from .distributed import Dist, all_gather, any_rank, barrier
 from .optim import lr_at, set_lr
@@ -68,23 +69,19 @@ class StopRequest:
         signal.signal(signal.SIGINT, self.previous)
 
 
-HIGHER_IS_BETTER = {"bleu", "chrf", "exact"}  # loss, wer, cer and mse are errors
-
-
-def better(metric: str, value: float, best: float | None) -> bool:
-    return best is None or (value > best if metric in HIGHER_IS_BETTER else value < best)
-
-
 def fit(model: nn.Module, optimizer: torch.optim.Optimizer, batches: Iterator, validate: Callable[[], dict],
         on_best: Callable[[dict], None], run_dir: Path, cfg: TrainConfig, dist: Dist, state: TrainerState,
         d_model: int = 512, progress: bool = True) -> tuple[TrainerState, str]:
-    """Train until a limit is reached; returns the final state and why it stopped."""
+    """Train until a limit is reached; returns the final state and why it stopped.
+
+    ``cfg`` comes resolved by the caller (runner.py): ``precision`` bf16 trains under bf16 autocast
+    (anything else in float32), and ``metric`` is one that ``validate`` reports ("" means the loss)."""
     run_dir = Path(run_dir)
     module = LossOf(model)
     if dist.world > 1:
         module = DistributedDataParallel(module, device_ids=[dist.device.index] if dist.device.type == "cuda" else None)
     params = [p for p in model.parameters() if p.requires_grad]
-    autocast = torch.autocast(dist.device.type, dtype=torch.bfloat16) if cfg.bf16 else nullcontext()
+    autocast = torch.autocast(dist.device.type, dtype=torch.bfloat16) if cfg.precision == "bf16" else nullcontext()
     log = open(run_dir / "metrics.jsonl", "a", encoding="utf-8") if dist.main else None
     bar = tqdm(total=cfg.max_steps or None, initial=state.step, disable=not (progress and dist.main),
                unit="step", dynamic_ncols=True, mininterval=1 if sys.stderr.isatty() else 60)  # logs stay short
@@ -169,8 +166,9 @@ def _validate_and_save(model, optimizer, validate, on_best, run_dir, cfg, dist, 
         model.eval()
         with torch.no_grad():
             metrics = validate()
-        value = metrics.get(cfg.metric, metrics.get("loss"))
-        if value is not None and not math.isnan(value) and better(cfg.metric, value, state.best):
+        metric = cfg.metric or "loss"
+        value = metrics[metric]
+        if not math.isnan(value) and better(metric, value, state.best):
             state.best, state.best_step, state.bad_validations = value, state.step, 0
             on_best(metrics)
         else:

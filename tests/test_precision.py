@@ -1,0 +1,105 @@
+"""``precision: auto``: the choice follows the probe, is cached per machine, is recorded, and decoding
+with it gives the outputs of the dtype it picked. The probe is stubbed: which precision is faster
+depends on the CPU, and a test must not."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+import any2seq
+from any2seq import precision
+from any2seq.cli import main
+
+TINY = Path(__file__).resolve().parents[1] / "configs" / "tiny" / "translation.yaml"
+SHAPES = [(32, 32), (32, 64), (64, 32), (32, 100)]
+
+
+def stub(fp32_s: float, bf16_s: float):
+    """A probe that says how long each precision takes, and counts its calls."""
+    import torch
+
+    def probe(shapes, rows, dtype, train):
+        probe.calls += 1
+        return bf16_s if dtype == torch.bfloat16 else fp32_s
+
+    probe.calls = 0
+    return probe
+
+
+@pytest.fixture(autouse=True)
+def unpinned(monkeypatch, tmp_path):
+    """No ANY2SEQ_PRECISION (conftest pins fp32 for the suite), and a cache of this test's own."""
+    monkeypatch.delenv(precision.ENV, raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+
+
+@pytest.mark.parametrize("fp32_s, bf16_s, expected", [(1.0, 2.0, "fp32"), (2.0, 1.0, "bf16")])
+def test_auto_picks_whichever_the_probe_measured_faster(fp32_s, bf16_s, expected):
+    choice = precision.choose("auto", SHAPES, 64, "cpu", train=True, probe=stub(fp32_s, bf16_s))
+    assert choice.precision == expected and choice.how == "probe"
+    assert (choice.fp32_gflops > choice.bf16_gflops) == (expected == "fp32")
+    assert "fp32" in choice.line("training") and "bf16" in choice.line("training")
+
+
+def test_forced_and_pinned_precisions_never_probe(monkeypatch):
+    probe = stub(1.0, 2.0)
+    assert precision.choose("bf16", SHAPES, 64, "cpu", train=True, probe=probe).precision == "bf16"
+    assert precision.choose("float32", SHAPES, 64, "cpu", train=False, probe=probe).precision == "fp32"
+    monkeypatch.setenv(precision.ENV, "bf16")
+    assert precision.choose("auto", SHAPES, 64, "cpu", train=True, probe=probe).how == "env"
+    assert probe.calls == 0
+    with pytest.raises(any2seq.errors.UserError, match="not one of auto, fp32, bf16"):
+        precision.choose("fp16", SHAPES, 64, "cpu", train=True)
+
+
+def test_the_verdict_is_cached_per_machine_and_shape_class(monkeypatch):
+    monkeypatch.setattr(precision, "time_products", stub(2.0, 1.0))
+    first = precision.choose("auto", SHAPES, 64, "cpu", train=True)
+    monkeypatch.setattr(precision, "time_products", stub(1.0, 2.0))  # would now say fp32
+    again = precision.choose("auto", SHAPES, 64, "cpu", train=True)
+    assert (first.precision, first.how) == ("bf16", "probe") and (again.precision, again.how) == ("bf16", "cached")
+    assert precision.choose("auto", SHAPES, 64, "cpu", train=False).how == "probe"  # decoding is another class
+    assert precision.choose("auto", [(512, 512)], 64, "cpu", train=True).how == "probe"  # so is a wider model
+
+
+def test_the_real_probe_times_both_precisions():
+    import torch
+
+    for dtype in (torch.float32, torch.bfloat16):
+        for train in (True, False):
+            assert precision.time_products(SHAPES, 16, dtype, train, repeats=1) > 0
+
+
+@pytest.mark.parametrize("faster", ["fp32", "bf16"])
+def test_decoding_with_auto_equals_the_dtype_it_picked(trained, faster, monkeypatch):
+    monkeypatch.setattr(precision, "time_products", stub(1.0, 2.0) if faster == "fp32" else stub(2.0, 1.0))
+    auto = any2seq.load(trained.dir, dtype="auto")
+    assert auto.precision.precision == faster and auto.precision.measured
+    sources = [src for src, _ in trained.pairs]
+    forced = any2seq.load(trained.dir, dtype=faster)
+    assert auto.translate(sources, beam=3) == forced.translate(sources, beam=3)
+
+
+def test_training_records_the_choice_in_metrics_and_card(corpus, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(precision, "time_products", stub(1.0, 3.0))
+    out = tmp_path / "run"
+    sets = [f"data.root={corpus}", "tokenizer.vocab_size=100", "train.max_steps=2", "train.valid_every=2"]
+    assert main(["train", str(TINY), "--out", str(out), "--no-progress", *[a for s in sets for a in ("--set", s)]]) == 0
+    assert "training precision fp32 (auto, probe: fp32 " in capsys.readouterr().err
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert records[0] == {"step": 0, "precision": {"precision": "fp32", "how": "probe", "fp32_gflops":
+                                                   records[0]["precision"]["fp32_gflops"], "bf16_gflops":
+                                                   records[0]["precision"]["bf16_gflops"]}}
+    assert json.loads((out / "model.json").read_text())["precision"]["precision"] == "fp32"
+
+
+def test_old_bf16_key_still_loads_as_precision(tmp_path, capsys):
+    from any2seq.config import load_config
+
+    path = tmp_path / "old.yaml"
+    path.write_text("train: {bf16: true}\n")
+    assert load_config(path).train.precision == "bf16"
+    assert "train.bf16: true is now train.precision: bf16" in capsys.readouterr().err
+    assert load_config(path, ["train.bf16=false"]).train.precision == "fp32"
