@@ -250,6 +250,7 @@ class TrainConfig:
     seed: int = 1
     batch_tokens: int = 4096  # target tokens per optimizer step (before accumulation)
     accum: int = 1
+    pad_to: int = 1  # round token batches' widths up to a multiple of this (fewer shapes; costs padding)
     lr: float = 7e-4
     schedule: Literal["inverse_sqrt", "noam", "cosine", "constant"] = "inverse_sqrt"
     warmup: int = 4000
@@ -274,6 +275,7 @@ class TrainConfig:
     def check(self):
         _require(self.batch_tokens > 0, "batch_tokens", "must be positive")
         _require(self.accum >= 1, "accum", "must be at least 1")
+        _require(1 <= self.pad_to <= 64, "pad_to", f"must be 1 to 64, got {self.pad_to}")
         _require(self.lr > 0, "lr", "must be positive")
         _require(0 <= self.label_smoothing < 1, "label_smoothing", "must be in [0, 1)")
         _require(self.keep_last >= 1, "keep_last", "must be at least 1")

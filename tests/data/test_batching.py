@@ -228,3 +228,22 @@ def test_memory_stays_flat_when_the_corpus_grows_tenfold(tmp_path):
         f"peak RSS {mb(runs['1x']['peak'])} -> {mb(runs['10x']['peak'])} (+{mb(growth)}, "
         f"of which {mb(mapped)} memory-mapped cache) for a 10x corpus of {mb(text)} text"
     )
+
+
+def test_pad_to_rounds_widths_up_and_keeps_batches_within_budget(tmp_path):
+    src, tgt = random_pairs(tmp_path, 300)
+    plain, padded = BatchStream(src, tgt, batch_tokens=200, seed=5), BatchStream(src, tgt, 200, seed=5, pad_to=8)
+    shapes = {1: set(), 8: set()}
+    for stream, pad_to in ((plain, 1), (padded, 8)):
+        seen = []
+        for batch in take(stream, len(stream.batches)):
+            assert batch.src.shape[1] % pad_to == 0 and batch.tgt.shape[1] % pad_to == 0
+            assert len(batch.tgt_lengths) == 1 or batch.src.shape[0] * max(batch.src.shape[1], batch.tgt.shape[1]) <= 200
+            # Padding is only padding: the ids within each row's length are the pair's own.
+            for row in range(len(batch.tgt_lengths)):
+                n = int(batch.src_lengths[row])
+                assert (batch.src[row, n:] == 0).all() and (batch.src[row, :n] != 0).all()
+            seen.extend(batch.tgt_lengths.tolist())
+            shapes[pad_to].add((tuple(batch.src.shape), tuple(batch.tgt.shape)))
+        assert sorted(seen) == sorted(int(n) + 1 for n in tgt.lengths[src.lengths > 0])  # every pair once
+    assert len(shapes[8]) < len(shapes[1])

@@ -53,9 +53,15 @@ class Batch:
         return Batch(self.src.to(device), src_lengths, self.tgt.to(device), self.tgt_lengths.to(device))
 
 
-def _width(lengths) -> int:
-    """Padded width for these lengths; at least 1 so that no tensor has an empty time axis."""
-    return max(1, int(lengths.max())) if len(lengths) else 1
+def _width(lengths, pad_to: int = 1) -> int:
+    """Padded width for these lengths, rounded up to a multiple of ``pad_to``; at least 1 so that
+    no tensor has an empty time axis."""
+    return round_up(max(1, int(lengths.max())) if len(lengths) else 1, pad_to)
+
+
+def round_up(n, multiple: int):
+    """``n`` (an int or an array) rounded up to a multiple of ``multiple``."""
+    return -(-n // multiple) * multiple
 
 
 def _batch_bounds(sizes: np.ndarray, pool_ends: Sequence[int], batch_tokens: int, max_sentences: int) -> list[int]:
@@ -97,6 +103,7 @@ def make_batches(
     epoch: int,
     shuffle: bool = True,
     max_sentences: Optional[int] = None,
+    pad_to: int = 1,
 ) -> list[np.ndarray]:
     """Group sentence indices into batches whose padded size, rows x max(src, tgt + 1), fits
     ``batch_tokens`` (one over-long sentence still makes a batch of its own).
@@ -104,11 +111,12 @@ def make_batches(
     With ``shuffle`` (training): a random permutation, sorted by length within pools of
     ~``POOL_BATCHES`` batches, cut into batches, batch order shuffled; a function of
     (seed, epoch) only. Without (evaluation): sorted by length; each batch's indices let the
-    caller put outputs back in input order.
+    caller put outputs back in input order. ``pad_to``: sizes count as rounded up to a multiple
+    of it, as ``collate(..., pad_to)`` pads them.
     """
     if batch_tokens < 1:
         raise ValueError(f"batch_tokens must be positive, got {batch_tokens}")
-    sizes = np.maximum(np.asarray(src_lengths), np.asarray(tgt_lengths) + 1)  # the target gains an EOS
+    sizes = round_up(np.maximum(np.asarray(src_lengths), np.asarray(tgt_lengths) + 1), pad_to)  # tgt gains an EOS
     if len(sizes) == 0:
         return []
     if shuffle:
@@ -134,18 +142,20 @@ def _pad(rows: list, lengths: np.ndarray, width: int) -> np.ndarray:
     return out
 
 
-def collate(src: TokenArray | Sequence[Sequence[int]], tgt: TokenArray | Sequence[Sequence[int]], indices) -> Batch:
-    """The batch of sentence pairs ``indices``: padded ids, EOS appended to each target.
+def collate(src: TokenArray | Sequence[Sequence[int]], tgt: TokenArray | Sequence[Sequence[int]], indices,
+            pad_to: int = 1) -> Batch:
+    """The batch of sentence pairs ``indices``: padded ids (widths rounded up to a multiple of
+    ``pad_to``), EOS appended to each target.
 
     ``src`` and ``tgt`` are token arrays, or plain lists of id lists (a small dev set).
     """
     src_rows, tgt_rows = [src[i] for i in indices], [tgt[i] for i in indices]
     src_lengths = np.array([len(r) for r in src_rows], dtype=np.int64)
     tgt_lengths = np.array([len(r) for r in tgt_rows], dtype=np.int64)
-    tgt_ids = _pad(tgt_rows, tgt_lengths, _width(tgt_lengths + 1))
+    tgt_ids = _pad(tgt_rows, tgt_lengths, _width(tgt_lengths + 1, pad_to))
     tgt_ids[np.arange(len(tgt_rows)), tgt_lengths] = Tokenizer.EOS
     return Batch(
-        src=torch.from_numpy(_pad(src_rows, src_lengths, _width(src_lengths))),
+        src=torch.from_numpy(_pad(src_rows, src_lengths, _width(src_lengths, pad_to))),
         src_lengths=torch.from_numpy(src_lengths),
         tgt=torch.from_numpy(tgt_ids),
         tgt_lengths=torch.from_numpy(tgt_lengths + 1),
@@ -175,12 +185,13 @@ class Items:
         return self.items[i]
 
 
-def pad_items(items: Items, indices, eos: bool) -> tuple[Tensor, Optional[Tensor]]:
-    """Pad one side of a batch: (tensor, lengths) -- lengths None for fixed-size items."""
+def pad_items(items: Items, indices, eos: bool, pad_to: int = 1) -> tuple[Tensor, Optional[Tensor]]:
+    """Pad one side of a batch: (tensor, lengths) -- lengths None for fixed-size items. Token
+    widths are rounded up to a multiple of ``pad_to`` (sequences of samples or frames are not)."""
     rows = [items[i] for i in indices]
     if items.kind == "tokens":
         lengths = np.array([len(r) for r in rows], dtype=np.int64)
-        ids = _pad(rows, lengths, _width(lengths + eos))
+        ids = _pad(rows, lengths, _width(lengths + eos, pad_to))
         if eos:
             ids[np.arange(len(rows)), lengths] = Tokenizer.EOS
             lengths = lengths + 1
@@ -195,10 +206,10 @@ def pad_items(items: Items, indices, eos: bool) -> tuple[Tensor, Optional[Tensor
     return torch.from_numpy(out), torch.from_numpy(lengths)
 
 
-def collate_items(src: Items, tgt: Items, indices) -> Batch:
+def collate_items(src: Items, tgt: Items, indices, pad_to: int = 1) -> Batch:
     """The batch of examples ``indices`` from in-memory items; token targets gain an EOS."""
-    src_tensor, src_lengths = pad_items(src, indices, eos=False)
-    tgt_tensor, tgt_lengths = pad_items(tgt, indices, eos=True)
+    src_tensor, src_lengths = pad_items(src, indices, eos=False, pad_to=pad_to)
+    tgt_tensor, tgt_lengths = pad_items(tgt, indices, eos=True, pad_to=pad_to)
     if tgt_lengths is None:
         raise ValueError("targets need lengths: use kind 'tokens' or 'sequence'")
     return Batch(src_tensor, src_lengths, tgt_tensor, tgt_lengths)
@@ -208,11 +219,15 @@ class BatchStream:
     """Training batches forever, epoch after epoch; save ``position`` to resume exactly there.
 
     Pairs with an empty source (nothing to attend to) are left out, and with ``max_len`` those
-    with more than ``max_len`` subword tokens on either side (so ``tgt`` is at most max_len + 1 wide).
+    with more than ``max_len`` subword tokens on either side (so ``tgt`` is at most max_len + 1 wide,
+    before rounding). ``pad_to`` rounds token widths up to a multiple of it: a batch's shape then
+    comes from a small set, so the kernels built for each new shape (oneDNN builds one per shape
+    and keeps it) are built in the first minute, not all through the run.
     """
 
     def __init__(self, src: TokenArray | Items, tgt: TokenArray | Items, batch_tokens: int, seed: int,
-                 position: tuple[int, int] = (0, 0), max_len: Optional[int] = None, collate_fn=None):
+                 position: tuple[int, int] = (0, 0), max_len: Optional[int] = None, collate_fn=None,
+                 pad_to: int = 1):
         if len(src) != len(tgt):
             raise ValueError(f"{len(src)} source but {len(tgt)} target sequences")
         src_lengths, tgt_lengths = src.lengths, tgt.lengths
@@ -227,7 +242,7 @@ class BatchStream:
         if self.filtered:
             src_lengths, tgt_lengths = src_lengths[self.kept], tgt_lengths[self.kept]
         self.src_lengths, self.tgt_lengths = src_lengths, tgt_lengths
-        self.src, self.tgt, self.batch_tokens, self.seed = src, tgt, batch_tokens, seed
+        self.src, self.tgt, self.batch_tokens, self.seed, self.pad_to = src, tgt, batch_tokens, seed, pad_to
         self.collate = collate_fn or (collate_items if isinstance(src, Items) else collate)
         self.epoch, self.index = position
         self.batches = self._epoch_batches(self.epoch)  # this epoch's batches, as corpus indices
@@ -235,7 +250,8 @@ class BatchStream:
             raise ValueError(f"position {position}: epoch {self.epoch} has {len(self.batches)} batches")
 
     def _epoch_batches(self, epoch: int) -> list[np.ndarray]:
-        batches = make_batches(self.src_lengths, self.tgt_lengths, self.batch_tokens, self.seed, epoch)
+        batches = make_batches(self.src_lengths, self.tgt_lengths, self.batch_tokens, self.seed, epoch,
+                               pad_to=self.pad_to)
         return [self.kept[b] for b in batches] if self.filtered else batches
 
     @property
@@ -253,4 +269,4 @@ class BatchStream:
         if epoch != self.epoch:
             self.epoch, self.batches = epoch, self._epoch_batches(epoch)
         self.index = index + 1
-        return self.collate(self.src, self.tgt, self.batches[index])
+        return self.collate(self.src, self.tgt, self.batches[index], pad_to=self.pad_to)

@@ -134,7 +134,7 @@ class TextOutputTask(Task):
         sources, targets = self.examples(cfg, "train")
         tgt = toks.tgt.encode(targets)
         return BatchStream(self.source_items(cfg, toks, sources), Items(tgt, [len(t) for t in tgt], "tokens"),
-                           cfg.train.batch_tokens, cfg.train.seed, tuple(position))
+                           cfg.train.batch_tokens, cfg.train.seed, tuple(position), pad_to=cfg.train.pad_to)
 
     def make_validate(self, model, toks, cfg, device, decode):
         sources, refs = self.examples(cfg, "valid")

@@ -55,7 +55,8 @@ def training_batches(cfg: Config, toks: Tokenizers, position=(0, 0)) -> BatchStr
     cache = Path(data.cache) if data.cache else Path(data.root) / ".cache"
     cache.mkdir(parents=True, exist_ok=True)
     src_ids, tgt_ids = encode_cached(src, toks.src, cache), encode_cached(tgt, toks.tgt, cache)
-    return BatchStream(src_ids, tgt_ids, cfg.train.batch_tokens, cfg.train.seed, tuple(position), data.max_len)
+    return BatchStream(src_ids, tgt_ids, cfg.train.batch_tokens, cfg.train.seed, tuple(position), data.max_len,
+                       pad_to=cfg.train.pad_to)
 
 
 def read_split(cfg: Config, split: str, key: str) -> tuple[list[str], list[str]]:
