@@ -188,6 +188,13 @@ def wav(samples=None, channels: int = 1, width: int = 2, rate: int = 8000) -> by
     return buffer.getvalue()
 
 
+def wav_field(offset: int, value: int) -> bytes:
+    """A good WAV with one 16-bit field of its fmt chunk (which starts at byte 20) overwritten."""
+    data = bytearray(wav())
+    struct.pack_into("<H", data, offset, value)
+    return bytes(data)
+
+
 def png(width: int = 24, height: int = 24, value: int | None = 128) -> bytes:
     """A grey PNG of one ``value``, or of random pixels for None (then its data is most of the file)."""
     import numpy as np
@@ -370,10 +377,9 @@ INPUTS = {
     "tone.wav": wav(),
     "wav-cut-in-data.wav": wav()[:2000],  # the header promises 2000 frames
     "wav-cut-in-header.wav": wav()[:30],
-    "8-bit.wav": wav(width=1),
-    "24-bit.wav": wav(width=3),
-    "stereo.wav": wav(channels=2),
-    "16khz.wav": wav(rate=16000),
+    "12-bit.wav": wav_field(34, 12),  # bits per sample: no such integer width
+    "a-law.wav": wav_field(20, 6),  # format tag 6: G.711 A-law, compressed
+    "500hz.wav": wav(rate=500),
     "empty.wav": wav([]),
     "scene.png": png(),
     "png-cut-short.png": png(value=None)[:300],  # cut in the pixel data: "image file is truncated"
@@ -463,7 +469,7 @@ def bad_recording(data: bytes) -> Callable[[Path], None]:
 SPEECH = ["predict", "--model", "speech"]
 VIDEO = ["predict", "--model", "video", "--out", "predicted"]
 CAPTION = ["predict", "--model", "caption"]
-EXPECTED = "expected 16-bit PCM mono WAV at 8000 Hz"
+EXPECTED = "any2seq reads 8/16/24/32-bit integer or 32/64-bit float WAV"
 NOT_AN_IMAGE = "not a readable image"
 COCO_TRAIN = [*TRAIN, "coco.yaml", "--out", "fresh"]
 
@@ -472,26 +478,25 @@ MEDIA_CASES = {
     "wav-cut-in-data": ("speech", Case([*SPEECH, "inputs/wav-cut-in-data.wav"],
                                        ["inputs/wav-cut-in-data.wav", "truncated WAV", "2000 frames"])),
     "wav-cut-in-header": ("speech", Case([*SPEECH, "inputs/wav-cut-in-header.wav"],
-                                         ["inputs/wav-cut-in-header.wav", "not a readable WAV file", EXPECTED])),
-    "wav-8-bit": ("speech", Case([*SPEECH, "inputs/8-bit.wav"], ["inputs/8-bit.wav", "8-bit samples", EXPECTED])),
-    "wav-24-bit": ("speech", Case([*SPEECH, "inputs/24-bit.wav"], ["inputs/24-bit.wav", "24-bit samples", EXPECTED])),
-    "wav-stereo": ("speech", Case([*SPEECH, "inputs/stereo.wav"], ["inputs/stereo.wav", "stereo audio", "mix it down"])),
-    "wav-16khz": ("speech", Case([*SPEECH, "inputs/16khz.wav"], ["inputs/16khz.wav", "sample rate 16000 Hz",
-                                                                 "resample it"])),
+                                         ["inputs/wav-cut-in-header.wav", "not a readable WAV file"])),
+    "wav-12-bit": ("speech", Case([*SPEECH, "inputs/12-bit.wav"], ["inputs/12-bit.wav", "12-bit integer", EXPECTED])),
+    "wav-a-law": ("speech", Case([*SPEECH, "inputs/a-law.wav"], ["inputs/a-law.wav", "format tag 6", EXPECTED])),
+    "wav-500hz": ("speech", Case([*SPEECH, "inputs/500hz.wav"], ["inputs/500hz.wav", "sample rate 500 Hz",
+                                                                 "1000 to 768000 Hz"])),
     "wav-empty": ("speech", Case([*SPEECH, "inputs/empty.wav"], ["inputs/empty.wav", "empty audio", "0 frames"])),
     "wav-missing": ("speech", Case([*SPEECH, "inputs/nowhere.wav"], ["inputs/nowhere.wav", "no such WAV file"])),
-    "wav-bad-among-good": ("speech", Case([*SPEECH, "inputs/tone.wav", "inputs/stereo.wav"],
-                                          ["inputs/stereo.wav", "stereo audio"])),
+    "wav-bad-among-good": ("speech", Case([*SPEECH, "inputs/tone.wav", "inputs/a-law.wav"],
+                                          ["inputs/a-law.wav", "format tag 6"])),
     "speech-model-given-an-image": ("speech", Case([*SPEECH, "inputs/scene.png"],
-                                                   ["inputs/scene.png", "not a readable WAV file", EXPECTED])),
+                                                   ["inputs/scene.png", "not a readable WAV, FLAC or OGG file"])),
     "speech-model-given-no-input": ("speech", Case(SPEECH, ["speech model reads audio files", "INPUT"])),
     # bad recordings in a speech model's training data
     "train-wav-cut-short": ("", Case([*TRAIN, "bad_speech.yaml", "--out", "fresh"],
                                      ["bad_fsdd/3_synth_10.wav", "truncated WAV"], bad_recording(wav()[:2000]))),
-    "train-wav-stereo": ("", Case([*TRAIN, "bad_speech.yaml", "--out", "fresh"],
-                                  ["bad_fsdd/3_synth_10.wav", "stereo audio"], bad_recording(wav(channels=2)))),
-    "train-wav-24-bit": ("", Case([*TRAIN, "bad_speech.yaml", "--out", "fresh"],
-                                  ["bad_fsdd/3_synth_10.wav", "24-bit samples"], bad_recording(wav(width=3)))),
+    "train-wav-a-law": ("", Case([*TRAIN, "bad_speech.yaml", "--out", "fresh"],
+                                 ["bad_fsdd/3_synth_10.wav", "format tag 6"], bad_recording(wav_field(20, 6)))),
+    "train-wav-12-bit": ("", Case([*TRAIN, "bad_speech.yaml", "--out", "fresh"],
+                                  ["bad_fsdd/3_synth_10.wav", "12-bit integer"], bad_recording(wav_field(34, 12)))),
     "train-wav-empty": ("", Case([*TRAIN, "bad_speech.yaml", "--out", "fresh"],
                                  ["bad_fsdd/3_synth_10.wav", "empty audio"], bad_recording(wav([])))),
     # frame folders and GIFs given to a video model

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import io
 import re
+import struct
 import wave
 import zipfile
 from pathlib import Path
@@ -59,17 +60,24 @@ def test_reads_real_fsdd_recordings():
         assert -1 <= audio.min() < 0 < audio.max() <= 1
 
 
+def patched(data: bytes, offset: int, fmt: str, value: int) -> bytes:
+    """``data`` with one header field overwritten (a WAV's fmt chunk starts at byte 20)."""
+    out = bytearray(data)
+    struct.pack_into(fmt, out, offset, value)
+    return bytes(out)
+
+
 BAD_WAVS = {  # file name -> (contents, what the message must say)
     "text.wav": (b"hello, I am not audio\n", "not a readable WAV"),
     "riff-not-wave.wav": (b"RIFF\x24\x00\x00\x00AVI LIST" + bytes(40), "not a readable WAV"),
     "header-only.wav": (wav_bytes()[:30], "not a readable WAV"),
     "truncated.wav": (wav_bytes()[:44 + 120], "truncated"),
-    "eight-bit.wav": (wav_bytes(np.arange(100), width=1), "8-bit samples; expected 16-bit"),
-    "24-bit.wav": (wav_bytes(np.arange(100), width=3), "24-bit samples; expected 16-bit"),
-    "32-bit.wav": (wav_bytes(width=4), "32-bit samples; expected 16-bit"),
-    "stereo.wav": (wav_bytes(channels=2), "stereo audio; expected 16-bit PCM mono"),
-    "rate.wav": (wav_bytes(rate=16000), "sample rate 16000 Hz; expected 16-bit PCM mono WAV at 8000 Hz"),
+    "12-bit.wav": (patched(wav_bytes(), 34, "<H", 12), "12-bit integer WAV samples; any2seq reads"),
+    "a-law.wav": (patched(wav_bytes(), 20, "<H", 6), "format tag 6 WAV samples"),
+    "no-channels.wav": (patched(wav_bytes(), 22, "<H", 0), "0 channels"),
+    "rate.wav": (wav_bytes(rate=500), "sample rate 500 Hz; any2seq reads 1000"),
     "empty.wav": (wav_bytes([]), "empty audio (0 frames)"),
+    "flac-cut-short.flac": (b"fLaC" + bytes(20), "not a readable WAV, FLAC or OGG file"),
 }
 
 

@@ -1,14 +1,12 @@
-"""Spoken digits: WAV reading (stdlib ``wave``) and utterances joined from the Free Spoken Digit
-Dataset (Jakobovski et al., github.com/Jakobovski/free-spoken-digit-dataset, CC BY-SA 4.0)."""
+"""Spoken digits: utterances joined from recordings of the Free Spoken Digit Dataset (Jakobovski
+et al., github.com/Jakobovski/free-spoken-digit-dataset, CC BY-SA 4.0). Reading audio files: audio_io.py."""
 from __future__ import annotations
 
-import io
 import os
 import re
 import shutil
 import tempfile
 import urllib.request
-import wave
 import zipfile
 from dataclasses import dataclass
 from functools import lru_cache
@@ -17,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UserError
+from .audio_io import read_audio
 
 DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 FSDD_NAME = re.compile(r"^(\d)_([^_/\\]+)_(\d+)\.wav$")  # {digit}_{speaker}_{index}.wav
@@ -28,50 +27,13 @@ def _one_line(e: BaseException) -> str:
     return " ".join(str(e).split()) or type(e).__name__
 
 
-def read_wav(path_or_bytes, sample_rate: int = 8000, name: str | None = None) -> np.ndarray:
-    """A 16-bit PCM mono WAV at ``sample_rate`` -> (N,) float32 in [-1, 1].
-
-    Anything else (unreadable, not a WAV, truncated, another width, rate or channel count, no
-    audio) raises a one-line UserError naming the file, or ``name`` for bytes (an upload).
-    Nothing is converted silently: no resampling, no down-mixing.
-    """
-    if isinstance(path_or_bytes, (bytes, bytearray, memoryview)):
-        name, data = name or "<uploaded audio>", bytes(path_or_bytes)
-    else:
-        name = name or str(path_or_bytes)
-        try:
-            data = Path(path_or_bytes).read_bytes()
-        except FileNotFoundError:
-            raise UserError(f"{name}: no such WAV file") from None
-        except (OSError, ValueError) as e:  # ValueError: a NUL in the name
-            raise UserError(f"{name}: cannot read audio file ({getattr(e, 'strerror', None) or _one_line(e)})") from None
-    expected = f"expected 16-bit PCM mono WAV at {sample_rate} Hz"
-    try:
-        with wave.open(io.BytesIO(data), "rb") as w:
-            channels, width, rate, frames = w.getnchannels(), w.getsampwidth(), w.getframerate(), w.getnframes()
-            if width != 2:
-                raise UserError(f"{name}: {8 * width}-bit samples; {expected}")
-            if channels != 1:
-                kind = "stereo" if channels == 2 else f"{channels} channels"
-                raise UserError(f"{name}: {kind} audio; {expected} (mix it down first; any2seq does not)")
-            if rate != sample_rate:
-                raise UserError(f"{name}: sample rate {rate} Hz; {expected} (resample it first; any2seq does not)")
-            if frames == 0:
-                raise UserError(f"{name}: empty audio (0 frames)")
-            pcm = w.readframes(frames)
-    except (wave.Error, EOFError, ValueError, OSError, OverflowError, MemoryError, RuntimeError) as e:
-        # wave's own errors (no RIFF id, no fmt/data chunk, compressed formats), cut-off headers, and
-        # RuntimeError from its chunk reader when a chunk size points past the data
-        raise UserError(f"{name}: not a readable WAV file ({_one_line(e)}); {expected}") from None
-    if len(pcm) < 2 * frames:  # the data chunk's size in the header promises more than the file holds
-        raise UserError(f"{name}: truncated WAV (header says {frames} frames, file holds {len(pcm) // 2})")
-    return np.frombuffer(pcm, dtype="<i2").astype(np.float32) / 32768.0
+read_wav = read_audio  # the name of the days when only 16-bit mono WAV at the model's rate was read
 
 
 @lru_cache(maxsize=4096)
 def cached_wav(path: str, sample_rate: int = 8000) -> np.ndarray:
-    """``read_wav`` memoised by path (FSDD has 2,500 small files); the array is read-only."""
-    audio = read_wav(path, sample_rate)
+    """``read_audio`` memoised by path (FSDD has 2,500 small files); the array is read-only."""
+    audio = read_audio(path, sample_rate)
     audio.flags.writeable = False
     return audio
 
