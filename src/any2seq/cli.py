@@ -30,7 +30,10 @@ EXAMPLES = {
   any2seq evaluate --model runs/speech --split test --json
   any2seq evaluate --model runs/video_prediction_rollout --split test --strip predicted.png
   any2seq evaluate --model runs/demo --src data/multi30k/test_2016_flickr.de.gz --ref data/multi30k/test_2016_flickr.en.gz
-  any2seq evaluate --model runs/demo --src test.de --ref test.en --beam 5 --json""",
+  any2seq evaluate --model runs/demo --src test.de --ref test.en --beam 5 --json
+  any2seq evaluate --model runs/speech --src my_recordings.txt --ref my_transcripts.txt   # your own voice
+  any2seq evaluate --model runs/speech --src clips.tsv --json     # Common Voice TSV: path and sentence columns
+  any2seq evaluate --model runs/captioning --src photos.jsonl     # {"file_name": ..., "caption": ...} lines""",
     "info": """examples:
   any2seq info --model runs/demo
   any2seq info --model runs/speech --json""",
@@ -127,12 +130,14 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="random seed for --sample")
     p.add_argument("--out", type=Path, default=None, help="frame models: write each input's frames here")
 
-    p = sub.add_parser("evaluate", help="the task's metrics on a split, or BLEU/chrF on --src/--ref files",
+    p = sub.add_parser("evaluate", help="the task's metrics on a split, on your own files (--src), or BLEU/chrF on text files",
                        epilog=EXAMPLES["evaluate"], formatter_class=fmt)
     _search_flags(p)
     p.add_argument("--split", default="test", help="train, valid or test of the data the model's config names")
-    p.add_argument("--src", type=Path, help="translation: source sentences, one a line (.gz too)")
-    p.add_argument("--ref", type=Path, help="translation: reference translations, aligned with --src")
+    p.add_argument("--src", type=Path, help="text models: source sentences, one a line (.gz too); speech and "
+                   "captioning: a manifest of audio or image files (one path a line, TSV or JSON lines)")
+    p.add_argument("--ref", type=Path, help="references, one a line, aligned with --src (a manifest may carry "
+                   "its own transcripts or captions instead)")
     p.add_argument("--lowercase", action="store_true", help="case-insensitive scores (the papers' setting)")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
     p.add_argument("--hyps", type=Path, default=None, help="also write the translations to this file")
@@ -338,9 +343,58 @@ def _write_frames(out: Path, i: int, source: str, frames) -> str:
 def cmd_evaluate(args) -> int:
     if args.src is None and args.ref is None:
         return _evaluate_split(args)
-    if args.src is None or args.ref is None:
-        raise UserError("--src and --ref go together (or give neither and use --split)")
+    if args.src is None:
+        raise UserError("--ref needs --src (or give neither and use --split)")
+    if _input_kind(args.model) != "text":
+        return _evaluate_manifest(args)
+    if args.ref is None:
+        raise UserError("--src and --ref go together for a text model (or give neither and use --split)")
     return _evaluate_files(args)
+
+
+def _input_kind(model: Path) -> str:
+    """The model's input kind from its config alone: a bad flag or file fails before the weights load."""
+    from .modeldir import read_config
+    from .tasks import get_task
+
+    return get_task(read_config(model).task).input_kind
+
+
+def _evaluate_manifest(args) -> int:
+    """``--src MANIFEST``: the user's own audio or image files, scored with the task's metrics."""
+    from .data.manifest import read_entries, read_manifest, references
+    from .decoding import SearchOptions
+    from .tasks import get_task
+
+    SearchOptions(beam=args.beam or 1, max_len=args.max_len)
+    batching = _batching(args)
+    _check_hyps(args)
+    if args.lowercase:
+        raise UserError("--lowercase: for BLEU on text files; this model's metrics are its task's")
+    entries = read_manifest(args.src)
+    refs = references(args.src, entries, args.ref)
+    predictor = _translator(args)
+    if predictor.output_kind != "text":
+        raise UserError(f"--src: this {predictor.task} model makes frames; evaluate it with --split")
+    task = get_task(predictor.task)
+    inputs = read_entries(lambda path: task.read_inputs(predictor.cfg, [path])[0], args.src, entries)
+    hyps = predictor.translate(inputs, beam=args.beam, length_penalty=args.length_penalty, max_len=args.max_len,
+                               progress=sys.stderr.isatty(), **batching)
+    metrics = task.score(hyps, refs)
+    _print_metrics(metrics, args.json)
+    if args.hyps:
+        from .fileio import atomic_write
+
+        atomic_write(args.hyps, "".join(h + "\n" for h in hyps))
+    return 0
+
+
+def _print_metrics(metrics: dict, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(metrics))
+    else:
+        for key, value in metrics.items():
+            print(f"{key} {value:.2f}" if isinstance(value, float) else f"{key} {value}")
 
 
 def _evaluate_split(args) -> int:
@@ -364,11 +418,7 @@ def _evaluate_split(args) -> int:
         from .fileio import atomic_write
 
         atomic_write(args.hyps, "".join(h + "\n" for h in outputs))
-    if args.json:
-        print(json.dumps(metrics))
-    else:
-        for key, value in metrics.items():
-            print(f"{key} {value:.2f}" if isinstance(value, float) else f"{key} {value}")
+    _print_metrics(metrics, args.json)
     return 0
 
 

@@ -123,6 +123,32 @@ def test_read_wav_returns_mono_float_audio_or_raises_user_error(data):
     assert np.all(audio >= -1.0) and np.all(audio <= 1.0)
 
 
+def soundfile_bytes(fmt: str, subtype: str) -> bytes:
+    import soundfile
+
+    buffer = io.BytesIO()
+    soundfile.write(buffer, np.stack([SAMPLES, SAMPLES[::-1]], 1).astype(np.float32) / 32768, 16000, format=fmt,
+                    subtype=subtype)
+    return buffer.getvalue()
+
+
+@FUZZ
+@given(data=st.one_of(mutated([soundfile_bytes("FLAC", "PCM_16"), soundfile_bytes("OGG", "VORBIS"),
+                               soundfile_bytes("WAV", "FLOAT"), soundfile_bytes("WAVEX", "PCM_24")]),
+                      noise([b"fLaC", b"OggS"])))
+def test_flac_ogg_and_float_wav_read_or_raise_user_error(data):
+    """libsndfile decodes what is not a RIFF/WAVE file: its failures must be one-line UserErrors too."""
+    try:
+        audio = read_wav(data, 8000, name="fuzz.flac")
+    except UserError as e:
+        assert str(e).startswith("fuzz.flac: ") and "\n" not in str(e)
+        event("refused")
+        return
+    event("read")
+    assert audio.dtype == np.float32 and audio.ndim == 1 and audio.size >= 1
+    assert np.all(audio >= -1.0) and np.all(audio <= 1.0)
+
+
 # ---- images and frames --------------------------------------------------------------------------
 
 IMAGE_MAGIC = [b"\x89PNG\r\n\x1a\n", b"GIF89a", b"GIF87a", b"\xff\xd8\xff", b"BM", b"P5\n", b"II*\x00",

@@ -5,8 +5,11 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
+import numpy as np
+
 from ..data import Items
-from ..data.audio import SPLITS, fsdd_recordings, make_utterances, read_wav, split_recordings
+from ..data.audio import SPLITS, fsdd_recordings, make_utterances, split_recordings
+from ..data.audio_io import read_audio
 from ..errors import UserError
 from ..metrics import wer_cer
 from .base import TextOutputTask
@@ -69,14 +72,19 @@ class Speech(TextOutputTask):
         return metrics, hyps
 
     def read_inputs(self, cfg, inputs):
+        """Audio files (WAV, FLAC, OGG: any width, channels and rate), their bytes (uploads), or
+        waveforms (N,) already at the model's rate."""
         waves = []
         for i, item in enumerate(inputs):
             if isinstance(item, (bytes, bytearray)):
-                waves.append(read_wav(item, cfg.data.sample_rate, name=f"upload {i + 1}"))
+                waves.append(read_audio(item, cfg.data.sample_rate, name=f"upload {i + 1}"))
             elif isinstance(item, (str, Path)):
-                waves.append(read_wav(item, cfg.data.sample_rate))  # names a missing or unreadable file
+                waves.append(read_audio(item, cfg.data.sample_rate))  # names a missing or unreadable file
+            elif isinstance(item, np.ndarray) and item.ndim == 1 and item.size and np.isfinite(item).all():
+                waves.append(np.clip(item, -1, 1).astype(np.float32))
             else:
-                raise UserError(f"input {i + 1}: this speech model reads WAV files, got {type(item).__name__}")
+                raise UserError(f"input {i + 1}: this speech model reads audio files (WAV, FLAC, OGG) or "
+                                f"waveforms at {cfg.data.sample_rate} Hz, got {type(item).__name__}")
         return waves
 
     def card(self, cfg, batches):
