@@ -1,5 +1,6 @@
-// The demo page: sends the input to /v1/predict, lists the n-best outputs, and draws the first
-// output's cross-attention as a heatmap (rows: output pieces, columns: source positions).
+// The demo page: sends the input (text, an uploaded file, or a recording from the microphone) to
+// /v1/predict, lists the n-best outputs, and draws the first output's cross-attention as a heatmap
+// (rows: output pieces, columns: source positions).
 "use strict";
 
 const $ = (id) => document.getElementById(id);
@@ -18,12 +19,13 @@ async function loadModel() {
     const file = document.createElement("input");
     file.type = "file";
     file.id = "input";
-    file.accept = model.input_kind === "image" ? "image/*" : model.input_kind === "audio" ? ".wav,audio/wav" : "";
+    file.accept = model.input_kind === "image" ? "image/*" : model.input_kind === "audio" ? ".wav,.flac,.ogg,.oga,.opus,audio/*" : "";
     $("input-box").replaceChildren(file);
   }
   if (model.output_kind !== "text") {
     for (const id of ["mode", "beam", "n-best", "temperature"]) $(id).disabled = true;
   }
+  if (model.input_kind === "audio" && navigator.mediaDevices && window.MediaRecorder) $("record").hidden = false;
   $("submit").textContent = model.task === "translation" ? "Translate" : "Run";
   $("submit").disabled = false;
 }
@@ -37,7 +39,7 @@ function options() {
   return opts;
 }
 
-async function submit() {
+async function submit(recorded) {  // recorded: a File from the microphone, else the page's input
   showError("");
   const opts = options();
   let request;
@@ -46,7 +48,7 @@ async function submit() {
     request = {method: "POST", headers: {"Content-Type": "application/json"},
                body: JSON.stringify({inputs: [text], ...opts})};
   } else {
-    const file = $("input").files[0];
+    const file = recorded instanceof File ? recorded : $("input").files[0];
     if (!file) { showError("choose a file first"); return; }
     const form = new FormData();
     form.append("file", file);
@@ -153,7 +155,68 @@ function drawHeatmap() {
   ctx.restore();
 }
 
-$("submit").addEventListener("click", submit);
+// The microphone: MediaRecorder's compressed recording (WebM/Ogg Opus) is decoded by the browser,
+// mixed to mono and sent as a 16-bit WAV at the browser's rate; the server resamples it for the model.
+const MAX_SECONDS = 15;  // 16-bit mono at 48 kHz: ~1.4 MB, inside the server's default body limit
+let recorder = null;
+
+async function toggleRecording() {
+  if (recorder) { recorder.stop(); return; }
+  showError("");
+  let stream;
+  try {
+    stream = await navigator.mediaDevices.getUserMedia({audio: true});
+  } catch (e) {
+    showError("no microphone: " + e.message);
+    return;
+  }
+  const chunks = [];
+  recorder = new MediaRecorder(stream);
+  recorder.ondataavailable = (event) => chunks.push(event.data);
+  recorder.onstop = async () => {
+    stream.getTracks().forEach((track) => track.stop());
+    recorder = null;
+    clearTimeout(limit);
+    $("record").textContent = "Record";
+    $("recording").textContent = "";
+    try {
+      const wav = await encodeWav(new Blob(chunks, {type: chunks.length ? chunks[0].type : ""}));
+      if ($("playback").src) URL.revokeObjectURL($("playback").src);
+      $("playback").src = URL.createObjectURL(wav);  // what the model heard, to listen to
+      $("playback").hidden = false;
+      await submit(wav);
+    } catch (e) {
+      showError("cannot read the recording: " + e.message);
+    }
+  };
+  recorder.start();
+  const limit = setTimeout(() => recorder && recorder.stop(), MAX_SECONDS * 1000);
+  $("record").textContent = "Stop";
+  $("recording").textContent = `recording (up to ${MAX_SECONDS} s)…`;
+}
+
+async function encodeWav(blob) {
+  const context = new AudioContext();
+  const audio = await context.decodeAudioData(await blob.arrayBuffer());
+  context.close();
+  const n = audio.length, channels = audio.numberOfChannels, rate = audio.sampleRate;
+  const view = new DataView(new ArrayBuffer(44 + 2 * n));
+  const text = (offset, s) => [...s].forEach((c, i) => view.setUint8(offset + i, c.charCodeAt(0)));
+  text(0, "RIFF"); view.setUint32(4, 36 + 2 * n, true); text(8, "WAVE");
+  text(12, "fmt "); view.setUint32(16, 16, true); view.setUint16(20, 1, true); view.setUint16(22, 1, true);
+  view.setUint32(24, rate, true); view.setUint32(28, 2 * rate, true); view.setUint16(32, 2, true);
+  view.setUint16(34, 16, true); text(36, "data"); view.setUint32(40, 2 * n, true);
+  const data = [...Array(channels).keys()].map((c) => audio.getChannelData(c));
+  for (let i = 0; i < n; i++) {
+    let sum = 0;
+    for (const channel of data) sum += channel[i];
+    view.setInt16(44 + 2 * i, Math.round(Math.max(-1, Math.min(1, sum / channels)) * 32767), true);
+  }
+  return new File([view.buffer], "recording.wav", {type: "audio/wav"});
+}
+
+$("submit").addEventListener("click", () => submit());
+$("record").addEventListener("click", toggleRecording);
 $("layer").addEventListener("change", () => attention && drawHeatmap());
 $("head").addEventListener("change", () => attention && drawHeatmap());
 loadModel().catch((e) => showError("cannot load the model description: " + e));
