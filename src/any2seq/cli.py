@@ -130,7 +130,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="random seed for --sample")
     p.add_argument("--out", type=Path, default=None, help="frame models: write each input's frames here")
 
-    p = sub.add_parser("evaluate", help="the task's metrics on a split, on your own files (--src), or BLEU/chrF on text files",
+    p = sub.add_parser("evaluate", help="the task's metrics on a split or on your own files (--src)",
                        epilog=EXAMPLES["evaluate"], formatter_class=fmt)
     _search_flags(p)
     p.add_argument("--split", default="test", help="train, valid or test of the data the model's config names")

@@ -19,7 +19,8 @@ async function loadModel() {
     const file = document.createElement("input");
     file.type = "file";
     file.id = "input";
-    file.accept = model.input_kind === "image" ? "image/*" : model.input_kind === "audio" ? ".wav,.flac,.ogg,.oga,.opus,audio/*" : "";
+    const audio = ".wav,.flac,.ogg,.oga,.opus,audio/*";  // what the server's reader takes
+    file.accept = model.input_kind === "image" ? "image/*" : model.input_kind === "audio" ? audio : "";
     $("input-box").replaceChildren(file);
   }
   if (model.output_kind !== "text") {
