@@ -108,3 +108,15 @@ def test_reader_is_deterministic_and_cached_as_safetensors(monkeypatch, tmp_path
         assert path.read_bytes()[8:9] == b"{"
     finally:
         reader.load_reader.cache_clear()  # later tests get the real recipe's reader
+
+
+def test_moving_layout_is_where_moving_digits_paints():
+    from any2seq.data.video import moving_digits, moving_layout, paste, scaled_scans
+
+    clips = moving_digits("test", 12, seed=5, frames=6, canvas=16, size=8)
+    images = scaled_scans("test", 8)[0]
+    painted = np.zeros_like(clips)
+    for i, placed in enumerate(moving_layout("test", 12, seed=5, frames=6, canvas=16, size=8)):
+        for k, corners in placed:
+            paste(painted[i], images[k], corners)
+    np.testing.assert_array_equal(painted, clips)
