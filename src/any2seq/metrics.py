@@ -1,5 +1,5 @@
 """Evaluation metrics from the field's standard libraries: BLEU and chrF via sacreBLEU (Post, 2018), WER and
-CER via jiwer, and frame metrics (MSE, SSIM) for video."""
+CER via jiwer, and frame metrics for video: MSE, SSIM, and the motion of the ink (the digit reader is reader.py)."""
 from __future__ import annotations
 
 import numpy as np
@@ -97,3 +97,37 @@ def mean_frame_baseline(train_frames, shape) -> np.ndarray:
     train_frames = np.asarray(train_frames, np.float32)
     mean = train_frames.reshape(-1, *train_frames.shape[-3:]).mean(0)  # (C, H, W)
     return np.broadcast_to(mean, tuple(shape)).copy()
+
+
+def ink_centroids(frames) -> np.ndarray:
+    """(..., 2) the intensity-weighted (y, x) centre of each frame (..., C, H, W); NaN for a frame
+    with no ink. A grey haze pulls it towards the middle, as it should: the frame shows less motion."""
+    frames = np.asarray(frames, np.float64).sum(axis=-3)  # (..., H, W)
+    mass = frames.sum(axis=(-2, -1))
+    ys, xs = np.arange(frames.shape[-2]), np.arange(frames.shape[-1])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        y = (frames.sum(-1) * ys).sum(-1) / mass
+        x = (frames.sum(-2) * xs).sum(-1) / mass
+    return np.where((mass > 0)[..., None], np.stack([y, x], -1), np.nan)
+
+
+def motion_classes(clips, directions: dict, room: float) -> tuple[list, list]:
+    """The direction and speed class of the ink's motion from each clip's first to last frame,
+    clips (N, T, C, H, W): per clip the name in ``directions`` ({name: (dy, dx)}) nearest in angle
+    to the centroid's displacement, and "quickly" when it crossed at least 3/4 of ``room`` pixels
+    along an axis, else "slowly" (described clips cross 1/2 or all of it: data/video.py's TRAVEL).
+    A clip whose ink moved less than 1/4 of the room, or has none, gets None for both."""
+    centres = ink_centroids(clips)  # (N, T, 2)
+    moved = centres[:, -1] - centres[:, 0]  # (N, 2) (dy, dx)
+    names = list(directions)
+    units = np.array([directions[n] for n in names], np.float64)
+    units /= np.linalg.norm(units, axis=1, keepdims=True)
+    found, speeds = [], []
+    for d in moved:
+        far = np.abs(d).max() if np.isfinite(d).all() else 0.0
+        if far < room / 4:
+            found.append(None), speeds.append(None)
+            continue
+        found.append(names[int(np.argmax(units @ d))])
+        speeds.append("quickly" if far >= 0.75 * room else "slowly")
+    return found, speeds

@@ -70,6 +70,9 @@ def test_every_task_trains_evaluates_and_predicts_from_its_tiny_config(config, t
     headline = {"translation": "bleu", "text_generation": "coverage", "captioning": "bleu", "speech": "wer",
                 "video_prediction": "mse", "text_to_video": "mse"}[task]
     assert isinstance(metrics[headline], float)
+    reader_keys = {"video_prediction": {"reader_acc", "reader_true_acc", "ssim", "copy_last_mse"},
+                   "text_to_video": {"reader_acc", "reader_true_acc", "ssim", "direction_acc", "speed_acc"}}
+    assert reader_keys.get(task, set()) <= metrics.keys()  # the digit reader's metrics (tests/test_video_reader.py)
 
     inputs, stdin = example_input(task, tmp_path)
     monkeypatch.setattr(sys, "stdin", type("In", (), {"buffer": type("B", (), {"read": lambda s: stdin.encode()})()})())

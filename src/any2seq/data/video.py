@@ -47,24 +47,37 @@ def check_sizes(canvas: int, size: int) -> None:
         raise ValueError(f"digit size {size} must be in 1..canvas {canvas}")
 
 
+def moving_layout(split: str, n: int, seed: int, frames: int = 20, canvas: int = 32, digits=(1, 2),
+                  size: int = 16) -> list[list[tuple[int, np.ndarray]]]:
+    """Where ``moving_digits`` puts its digits: per sequence, per digit, (the scan's index in
+    ``scaled_scans(split, size)``, its (frames, 2) integer top-left corners (y, x))."""
+    check_sizes(canvas, size)
+    n_scans, room = len(scaled_scans(split, size)[1]), canvas - size
+    layout = []
+    for i in range(n):
+        rng = np.random.default_rng([seed, SPLITS.index(split), i])
+        placed = []
+        for _ in range(int(rng.choice(digits))):
+            angle, speed = rng.uniform(0, 2 * np.pi), rng.uniform(*SPEED)
+            corners = bounce(rng.uniform(0, room, 2), speed * np.array([np.sin(angle), np.cos(angle)]), frames, room)
+            placed.append((int(rng.integers(n_scans)), corners))
+        layout.append(placed)
+    return layout
+
+
 def moving_digits(split: str, n: int, seed: int, frames: int = 20, canvas: int = 32, digits=(1, 2),
                   size: int = 16) -> np.ndarray:
     """(n, frames, 1, canvas, canvas) float32 in [0, 1]: 1-2 digit scans of ``split`` that bounce.
 
     Each sequence draws its count from ``digits``, and per digit a scan, a start corner, a direction
-    and a speed of 1-2.5 pixels a frame. Sequence i depends only on (split, seed, i), so a larger
-    ``n`` extends a smaller one.
+    and a speed of 1-2.5 pixels a frame (``moving_layout``). Sequence i depends only on
+    (split, seed, i), so a larger ``n`` extends a smaller one.
     """
-    check_sizes(canvas, size)
     images, _ = scaled_scans(split, size)
-    room = canvas - size
     out = np.zeros((n, frames, 1, canvas, canvas), np.float32)
-    for i in range(n):
-        rng = np.random.default_rng([seed, SPLITS.index(split), i])
-        for _ in range(int(rng.choice(digits))):
-            angle, speed = rng.uniform(0, 2 * np.pi), rng.uniform(*SPEED)
-            corners = bounce(rng.uniform(0, room, 2), speed * np.array([np.sin(angle), np.cos(angle)]), frames, room)
-            paste(out[i], images[rng.integers(len(images))], corners)
+    for i, placed in enumerate(moving_layout(split, n, seed, frames, canvas, digits, size)):
+        for k, corners in placed:
+            paste(out[i], images[k], corners)
     return out
 
 

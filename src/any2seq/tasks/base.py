@@ -189,7 +189,8 @@ class FramesOutputTask(Task):
     def n_frames(self, cfg: Config) -> int:
         return cfg.data.frames_out
 
-    def score(self, pred: np.ndarray, true: np.ndarray, sources: list, cfg: Config) -> dict:
+    def score(self, pred: np.ndarray, true: np.ndarray, sources: list, cfg: Config, split: str) -> dict:
+        """Metrics of ``pred`` against the ``split``'s true frames (both (N, T, C, H, W)) and sources."""
         raise NotImplementedError
 
     def build_model(self, cfg, toks, label_smoothing=0.0):
@@ -229,7 +230,7 @@ class FramesOutputTask(Task):
                 total, count = total + float(loss), count + n
             metrics = {"loss": total / max(count, 1)}
             if decode:
-                metrics.update(self.score(self.rollout(model, src, cfg, device), frames, sources, cfg))
+                metrics.update(self.score(self.rollout(model, src, cfg, device), frames, sources, cfg, "valid"))
             return metrics
 
         return validate
@@ -237,7 +238,7 @@ class FramesOutputTask(Task):
     def evaluate(self, model, toks, cfg, split, opts, device="cpu", progress=False):
         sources, frames = self.examples(cfg, split)
         pred = self.rollout(model, self.source_items(cfg, toks, sources), cfg, device, progress)
-        return self.score(pred, frames, sources, cfg), pred
+        return self.score(pred, frames, sources, cfg, split), pred
 
     def predict(self, model, toks, cfg, inputs, opts, device="cpu", progress=False):
         pred = self.rollout(model, self.source_items(cfg, toks, inputs), cfg, device, progress)
