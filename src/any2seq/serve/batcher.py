@@ -63,6 +63,7 @@ class Batcher:
     def __init__(self, run: Callable[[list, list, dict], list], window_s: float = 0.005, batch_inputs: int = 64,
                  batch_cost: int = 32_000):
         self.run, self.window_s, self.batch_inputs, self.batch_cost = run, window_s, batch_inputs, batch_cost
+        # "cancelled": requests whose decoding stopped before their end, as nobody waited any more
         self.stats = {"batches": 0, "requests": 0, "inputs": 0, "largest_batch": 0, "cancelled": 0}
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="any2seq-decode")
         self._queue: asyncio.Queue | None = None
@@ -148,6 +149,7 @@ class Batcher:
                 pending.append(self._queue.get_nowait())
             pending.extend(unfinished)  # after those: a large request takes turns with the others
             live = deque(j for j in pending if not j.future.done())
+            self.stats["cancelled"] += len(pending) - len(live)  # gone before their (next) turn
             unfinished = await self._decode(self._take(live)) if live else []
             pending = live
 
@@ -164,8 +166,8 @@ class Batcher:
         self._decoding = jobs
         try:
             results = await self.call(self.run, inputs, labels, options)
-        except Cancelled:
-            self.stats["cancelled"] += 1
+        except Cancelled:  # every job in it has gone: stopped mid-search
+            self.stats["cancelled"] += len(jobs)
             return []
         except UserError as e:
             if len(parts) == 1:
