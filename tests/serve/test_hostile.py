@@ -146,17 +146,33 @@ def test_a_405_says_which_methods_the_path_takes(client):
     assert client.get("/v1/predict").headers["allow"] == "POST"
 
 
-def test_openapi_documents_the_errors_and_the_input_bounds(client):
+def test_openapi_documents_the_errors_and_the_input_bounds(client, captioner):
     predict = client.get("/openapi.json").json()["paths"]["/v1/predict"]["post"]
     assert {"200", "400", "408", "413", "422"} <= set(predict["responses"])
     assert predict["responses"]["400"]["content"]["application/json"]["schema"]["required"] == ["error"]
-    body = predict["requestBody"]["content"]
     limits = Limits()
-    inputs = body["application/json"]["schema"]["properties"]["inputs"]
+    assert set(predict["requestBody"]["content"]) == {"application/json"}  # a text model takes no uploads
+    body = predict["requestBody"]["content"]["application/json"]["schema"]["properties"]
+    inputs, beam = body["inputs"], body["beam"]["anyOf"][0]
     assert (inputs["minItems"], inputs["maxItems"], inputs["items"]["maxLength"]) == (1, limits.max_inputs,
                                                                                       limits.max_input_chars)
-    files = body["multipart/form-data"]["schema"]["properties"]["file"]
+    assert (beam["minimum"], beam["maximum"]) == (1, limits.max_beam)
+    with TestClient(create_app(captioner)) as c:
+        content = c.get("/openapi.json").json()["paths"]["/v1/predict"]["post"]["requestBody"]["content"]
+    assert set(content) == {"multipart/form-data"}
+    files = content["multipart/form-data"]["schema"]["properties"]["file"]
     assert (files["minItems"], files["maxItems"]) == (1, limits.max_inputs)
+
+
+def test_json_options_are_validated_strictly_and_form_options_alike(client, captioner):
+    response = client.post("/v1/predict", json={"inputs": ["a"], "attention": 0})
+    assert response.status_code == 422 and "attention" in response.json()["error"]
+    assert client.post("/v1/predict", json={"inputs": ["a"], "beam": 2.0}).status_code == 200  # JSON's integer
+    files = [("file", ("a.png", png(), "image/png"))]
+    with TestClient(create_app(captioner)) as c:
+        assert c.post("/v1/predict", files=files, data={"beam": "2", "max_len": "null"}).status_code == 200
+        refused = c.post("/v1/predict", files=files, data={"attention": "0"})
+    assert refused.status_code == 422 and "attention" in refused.json()["error"]
 
 
 def png(size=24) -> bytes:

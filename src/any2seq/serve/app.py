@@ -10,38 +10,47 @@ import math
 import re
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 from starlette.exceptions import HTTPException
 
 from ..attention import attention_maps, has_attention
 from ..errors import UserError
 from .batcher import Batcher
-from .edges import BodyLimit, disconnected, error_responses, parse_json
+from .edges import BodyLimit, disconnected, error_responses, form_value, parse_json
 from .limits import Limits
 
 STATIC = Path(__file__).parent / "static"
 
 
+def _integral(value):  # JSON Schema's "integer" includes 2.0; strict validation alone would refuse it
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+Integer = Annotated[int, BeforeValidator(_integral)]
+
+
 class Options(BaseModel):
-    """Search options; unset ones take the model config's decode section."""
+    """Search options; unset ones take the model config's decode section. A JSON body is validated
+    strictly (``attention: 0`` is not a boolean); form fields, all strings, are converted."""
 
     # Bounds beyond the search's own checks: sampling at a temperature or top_p near 0 (or a seed
     # past 64 bits) fails inside torch rather than with a message.
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
-    beam: int | None = None
-    n_best: int = 1
+    beam: Integer | None = None
+    n_best: Integer = 1
     sample: bool = False
     temperature: float = Field(1.0, ge=0.01, le=100.0)
-    top_k: int = 0
+    top_k: Integer = 0
     top_p: float = Field(1.0, ge=0.0001, le=1.0)
-    max_len: int | None = None
-    seed: int = Field(0, ge=0, le=2**63 - 1)
+    max_len: Integer | None = None
+    seed: Integer = Field(0, ge=0, le=2**53 - 1)  # the largest integer every JSON reader holds exactly
     attention: bool = False  # add the cross-attention map of each input's first output
 
 
@@ -141,16 +150,28 @@ def costs_of(predictor, inputs: list, opts: dict) -> list[int]:
     return [rows * (len(x) + 1 if isinstance(x, str) else UPLOAD_COST) for x in inputs]
 
 
-def predict_schema(limits: Limits) -> dict:
-    """The OpenAPI request body of ``POST /v1/predict``, with the limits that bound it."""
-    json_body = PredictRequest.model_json_schema()
-    json_body["properties"]["inputs"].update(minItems=1, maxItems=limits.max_inputs)
-    json_body["properties"]["inputs"]["items"]["maxLength"] = limits.max_input_chars
-    files = {"type": "array", "items": {"type": "string", "format": "binary"}, "minItems": 1,
-             "maxItems": limits.max_inputs}
-    form = {"type": "object", "required": ["file"], "properties": {"file": files, **Options.model_json_schema()["properties"]}}
-    return {"requestBody": {"required": True, "content": {"application/json": {"schema": json_body},
-                                                          "multipart/form-data": {"schema": form}}}}
+def predict_schema(input_kind: str, limits: Limits) -> dict:
+    """The OpenAPI request body of ``POST /v1/predict``: JSON for a text model, uploads for the
+    others, with the bounds ``check_limits`` holds them to (a rule across fields, such as n_best
+    <= beam, or an unreadable upload, is still a 400 the schema cannot say)."""
+    options = Options.model_json_schema()["properties"]
+    bounds = {"beam": limits.max_beam, "n_best": limits.max_beam, "max_len": limits.max_len}
+    for name, most in bounds.items():
+        numbers = next((s for s in options[name].get("anyOf", [options[name]]) if s.get("type") == "integer"))
+        numbers.update(minimum=1, maximum=most)
+    options["top_k"]["minimum"] = 0
+    if input_kind == "text":
+        body = PredictRequest.model_json_schema()
+        body["properties"] = {**options, "inputs": {"type": "array", "minItems": 1, "maxItems": limits.max_inputs,
+                                                     "items": {"type": "string", "maxLength": limits.max_input_chars}}}
+        content = {"application/json": {"schema": body}}
+    else:
+        files = {"type": "array", "items": {"type": "string", "format": "binary"}, "minItems": 1,
+                 "maxItems": limits.max_inputs}
+        content = {"multipart/form-data": {"schema": {"type": "object", "required": ["file"],
+                                                      "additionalProperties": False,
+                                                      "properties": {"file": files, **options}}}}
+    return {"requestBody": {"required": True, "content": content}}
 
 
 def create_app(predictor, limits: Limits | None = None) -> FastAPI:
@@ -228,8 +249,8 @@ def create_app(predictor, limits: Limits | None = None) -> FastAPI:
                 files = form.getlist("file")
                 if any(isinstance(f, str) for f in files):
                     raise UserError("file: must be an uploaded file, not a form value")
-                fields = {k: v for k, v in form.multi_items() if k != "file"}
-                options = Options.model_validate(fields)
+                fields = {k: form_value(v) for k, v in form.multi_items() if k != "file"}
+                options = Options.model_validate(fields, strict=True)
                 labels = [f"upload {i + 1} ({f.filename or 'no name'})" for i, f in enumerate(files)]
                 return [await f.read() for f in files], labels, options
             finally:
@@ -237,7 +258,7 @@ def create_app(predictor, limits: Limits | None = None) -> FastAPI:
         if not text:  # never a path the server would open: uploads only
             raise UserError(f"this {predictor.task} model reads {predictor.input_kind}: upload files as "
                             "multipart/form-data field `file`")
-        parsed = PredictRequest.model_validate(parse_json(await request.body()))
+        parsed = PredictRequest.model_validate(parse_json(await request.body()), strict=True)  # JSON types as documented
         return parsed.inputs, [f"inputs[{i}]" for i in range(len(parsed.inputs))], parsed
 
     async def outputs(inputs: list, labels: list[str], options: Options, opts: dict) -> dict:
@@ -247,7 +268,7 @@ def create_app(predictor, limits: Limits | None = None) -> FastAPI:
             results = [{**r, "attention": m} for r, m in zip(results, maps)]
         return {"results": results}
 
-    @app.post("/v1/predict", openapi_extra=predict_schema(limits), responses=error_responses(400, 408, 413, 422))
+    @app.post("/v1/predict", openapi_extra=predict_schema(predictor.input_kind, limits), responses=error_responses(400, 408, 413, 422))
     async def predict(request: Request):
         """Outputs (n-best text with scores, or frames as a base64 PNG strip) for each input. The
         decoding stops when the time limit passes or the client leaves."""

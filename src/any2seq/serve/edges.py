@@ -80,6 +80,15 @@ def parse_json(body: bytes):
         raise UserError(f"the body holds an integer too long to read ({str(e).split(':')[0]})") from None
 
 
+def form_value(text: str):
+    """A form field as the JSON body would carry it ("2" -> 2, "true" -> True, "null" -> None), so
+    that both are validated alike; anything else stays the text it is."""
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError):
+        return text
+
+
 ERROR_SCHEMA = {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}}
 
 
