@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -550,9 +551,9 @@ def cmd_serve(args) -> int:
     given = {"max_body_bytes": args.max_body_bytes, "max_inputs": args.max_inputs, "max_len": args.max_len,
              "timeout_s": args.timeout}
     for f in fields(Limits):
-        if given.get(f.name) is not None and not given[f.name] > 0:
+        if given.get(f.name) is not None and not (given[f.name] > 0 and math.isfinite(given[f.name])):
             flag = "--timeout" if f.name == "timeout_s" else "--" + f.name.replace("_", "-")
-            raise UserError(f"{flag}: must be positive, got {given[f.name]}")
+            raise UserError(f"{flag}: must be positive and finite, got {given[f.name]}")
     if not 0 <= args.port <= 65535:
         raise UserError(f"--port: must be in 0..65535, got {args.port}")
     limits = Limits(**{k: v for k, v in given.items() if v is not None})

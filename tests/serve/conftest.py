@@ -55,3 +55,23 @@ def predictor(trained):
 def live_server():
     """The ``LiveServer`` class: ``with live_server(app) as server: server.url ...``."""
     return LiveServer
+
+
+@pytest.fixture(scope="session")
+def captioner_dir(tmp_path_factory):
+    """A tiny image captioner (configs/tiny/captioning.yaml, a few steps): a model that takes uploads."""
+    from pathlib import Path
+
+    from any2seq.cli import main
+
+    config = Path(__file__).resolve().parents[2] / "configs" / "tiny" / "captioning.yaml"
+    out = tmp_path_factory.mktemp("runs") / "captioning"
+    assert main(["train", str(config), "--out", str(out), "--no-progress"]) == 0
+    return out
+
+
+@pytest.fixture(scope="session")
+def captioner(captioner_dir):
+    import any2seq
+
+    return any2seq.load(captioner_dir)

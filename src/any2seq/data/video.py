@@ -135,7 +135,8 @@ def decode_frames(source, name: str, channels: int, first_only: bool) -> list[np
     except UserError:
         raise
     except Exception as e:  # noqa: BLE001 - Pillow raises many types (OSError, struct.error, ...) on corrupt data
-        raise UserError(f"{name}: not a readable image ({type(e).__name__}: {one_line(e)})") from None
+        reason = one_line(e).replace(f" {source!r}", "")  # Pillow names a file object by its repr
+        raise UserError(f"{name}: not a readable image ({type(e).__name__}: {reason})") from None
     if not found:
         raise UserError(f"{name}: the image holds no frames")
     return found
@@ -158,10 +159,11 @@ def frame_files(path: Path) -> list[Path]:
     return files
 
 
-def read_frames(path, channels: int = 1, size=None) -> np.ndarray:
+def read_frames(path, channels: int = 1, size=None, name: str = "upload") -> np.ndarray:
     """(F, C, H, W) float32 in [0, 1] from a folder of image files (sorted by name, one frame each,
     dot-files and subfolders skipped), an animated GIF (any image file: all its frames), or the
-    bytes of such a file (an upload). ``size``: an int or (H, W) to resize every frame to (bilinear).
+    bytes of such a file (an upload, called ``name`` in errors). ``size``: an int or (H, W) to resize
+    every frame to (bilinear).
 
     Raises ``UserError`` naming the file for a missing path, an empty folder, a file that is not a
     readable image, or frames of different sizes.
@@ -169,7 +171,7 @@ def read_frames(path, channels: int = 1, size=None) -> np.ndarray:
     if channels not in MODES:
         raise ValueError(f"channels must be one of {sorted(MODES)}, got {channels}")
     if isinstance(path, (bytes, bytearray)):
-        named = [("upload", decode_frames(io.BytesIO(path), "upload", channels, False))]
+        named = [(name, decode_frames(io.BytesIO(path), name, channels, False))]
     else:
         files = frame_files(Path(path))
         in_folder = files[0] != Path(path)  # then each file is one frame: the first of an animation

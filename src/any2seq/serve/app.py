@@ -6,78 +6,56 @@ import asyncio
 import base64
 import dataclasses
 import io
-import json
 import math
 import re
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 from starlette.exceptions import HTTPException
 
 from ..attention import attention_maps, has_attention
 from ..errors import UserError
 from .batcher import Batcher
+from .edges import BodyLimit, disconnected, error_responses, form_value, parse_json
 from .limits import Limits
 
 STATIC = Path(__file__).parent / "static"
 
 
+def _integral(value):  # JSON Schema's "integer" includes 2.0; strict validation alone would refuse it
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+Integer = Annotated[int, BeforeValidator(_integral)]
+
+
 class Options(BaseModel):
-    """Search options; unset ones take the model config's decode section."""
+    """Search options; unset ones take the model config's decode section. A JSON body is validated
+    strictly (``attention: 0`` is not a boolean); form fields, all strings, are converted."""
 
     # Bounds beyond the search's own checks: sampling at a temperature or top_p near 0 (or a seed
     # past 64 bits) fails inside torch rather than with a message.
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
-    beam: int | None = None
-    n_best: int = 1
+    beam: Integer | None = None
+    n_best: Integer = 1
     sample: bool = False
     temperature: float = Field(1.0, ge=0.01, le=100.0)
-    top_k: int = 0
+    top_k: Integer = 0
     top_p: float = Field(1.0, ge=0.0001, le=1.0)
-    max_len: int | None = None
-    seed: int = Field(0, ge=0, le=2**63 - 1)
+    max_len: Integer | None = None
+    seed: Integer = Field(0, ge=0, le=2**53 - 1)  # the largest integer every JSON reader holds exactly
     attention: bool = False  # add the cross-attention map of each input's first output
 
 
 class PredictRequest(Options):
     inputs: list[str]
-
-
-class BodyTooLarge(HTTPException):
-    def __init__(self, limit: int):
-        super().__init__(413, f"the request body is larger than the limit of {limit} bytes")
-
-
-class BodyLimit:
-    """ASGI middleware: refuse bodies over ``max_bytes``, by Content-Length or by counting as they stream."""
-
-    def __init__(self, app, max_bytes: int):
-        self.app, self.max_bytes = app, max_bytes
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        length = dict(scope["headers"]).get(b"content-length")
-        if length is not None and (not length.isdigit() or int(length) > self.max_bytes):
-            error = BodyTooLarge(self.max_bytes)
-            return await JSONResponse({"error": error.detail}, error.status_code)(scope, receive, send)
-        received = 0
-
-        async def limited():
-            nonlocal received
-            message = await receive()
-            received += len(message.get("body", b""))
-            if received > self.max_bytes:
-                raise BodyTooLarge(self.max_bytes)
-            return message
-
-        await self.app(scope, limited, send)
 
 
 def _finite(x: float) -> float | None:
@@ -153,12 +131,58 @@ def _one_line(error: ValidationError | RequestValidationError) -> str:
     return f"{where}: {first.get('msg', 'invalid')}"
 
 
+UPLOAD_COST = 100  # an upload's share of a batch's budget, as a text input of this many characters
+NUMBERED = re.compile(r"(?:upload|input)(?: (\d+))?: ")  # how a task's reader names the input it refuses
+
+
+def name_input(message: str, labels: list[str]) -> str:
+    """A reader's "upload 2: ..." (numbered within one batch) as the request names that input."""
+    found = NUMBERED.match(message)
+    if found is None or (found.group(1) is None and len(labels) != 1):
+        return message
+    index = int(found.group(1) or 1) - 1
+    return f"{labels[index]}: {message[found.end():]}" if 0 <= index < len(labels) else message
+
+
+def costs_of(predictor, inputs: list, opts: dict) -> list[int]:
+    """Each input's share of a batch's budget: its length times the rows it takes in the search."""
+    rows = opts["n_best"] if opts["sample"] else max(opts["beam"] or predictor.cfg.decode.beam, opts["n_best"])
+    return [rows * (len(x) + 1 if isinstance(x, str) else UPLOAD_COST) for x in inputs]
+
+
+def predict_schema(input_kind: str, limits: Limits) -> dict:
+    """The OpenAPI request body of ``POST /v1/predict``: JSON for a text model, uploads for the
+    others, with the bounds ``check_limits`` holds them to (a rule across fields, such as n_best
+    <= beam, or an unreadable upload, is still a 400 the schema cannot say)."""
+    options = Options.model_json_schema()["properties"]
+    bounds = {"beam": limits.max_beam, "n_best": limits.max_beam, "max_len": limits.max_len}
+    for name, most in bounds.items():
+        numbers = next((s for s in options[name].get("anyOf", [options[name]]) if s.get("type") == "integer"))
+        numbers.update(minimum=1, maximum=most)
+    options["top_k"]["minimum"] = 0
+    if input_kind == "text":
+        body = PredictRequest.model_json_schema()
+        body["properties"] = {**options, "inputs": {"type": "array", "minItems": 1, "maxItems": limits.max_inputs,
+                                                     "items": {"type": "string", "maxLength": limits.max_input_chars}}}
+        content = {"application/json": {"schema": body}}
+    else:
+        files = {"type": "array", "items": {"type": "string", "format": "binary"}, "minItems": 1,
+                 "maxItems": limits.max_inputs}
+        content = {"multipart/form-data": {"schema": {"type": "object", "required": ["file"],
+                                                      "additionalProperties": False,
+                                                      "properties": {"file": files, **options}}}}
+    return {"requestBody": {"required": True, "content": content}}
+
+
 def create_app(predictor, limits: Limits | None = None) -> FastAPI:
     """The app serving ``predictor`` (an ``any2seq.load`` result) within ``limits``."""
     limits = limits or Limits()
 
-    def run(inputs: list, options: dict) -> list[dict]:  # in the batcher's worker thread
-        return [jsonable(r) for r in predictor.predict(inputs, **options)]
+    def run(inputs: list, labels: list[str], options: dict) -> list[dict]:  # in the batcher's worker thread
+        try:
+            return [jsonable(r) for r in predictor.predict(inputs, **options)]
+        except UserError as e:
+            raise UserError(name_input(str(e), labels)) from None
 
     def attention_of(inputs: list, results: list[dict]) -> list[dict | None]:
         out = []
@@ -175,15 +199,22 @@ def create_app(predictor, limits: Limits | None = None) -> FastAPI:
 
     batcher = Batcher(run, batch_inputs=limits.max_inputs)
 
+    def stop_if_unwanted(module, args):  # before each decoder call: each search step, each frame
+        batcher.check()
+
     @asynccontextmanager
     async def lifespan(app):
+        hook = predictor.model.decoder.register_forward_pre_hook(stop_if_unwanted)
         await batcher.start()
-        yield
-        await batcher.stop()
+        try:
+            yield
+        finally:
+            await batcher.stop()
+            hook.remove()
 
     app = FastAPI(title=f"any2seq: {predictor.task}", lifespan=lifespan)
     app.state.batcher, app.state.limits = batcher, limits
-    app.add_middleware(BodyLimit, max_bytes=limits.max_body_bytes)
+    app.add_middleware(BodyLimit, max_bytes=limits.max_body_bytes, max_s=limits.timeout_s)
 
     @app.exception_handler(UserError)
     async def user_error(request, error: UserError):
@@ -198,15 +229,16 @@ def create_app(predictor, limits: Limits | None = None) -> FastAPI:
         return JSONResponse({"error": _one_line(error)}, 422)
 
     @app.exception_handler(HTTPException)
-    async def http_error(request, error: HTTPException):
-        return JSONResponse({"error": str(error.detail)}, error.status_code)
+    async def http_error(request, error: HTTPException):  # its headers too: a 405's Allow
+        return JSONResponse({"error": str(error.detail)}, error.status_code, headers=error.headers)
 
     @app.exception_handler(Exception)
     async def bug(request, error: Exception):  # still logged by the server; the client gets JSON too
         return JSONResponse({"error": f"internal error ({type(error).__name__}); see the server's log"}, 500)
 
-    async def read_request(request: Request) -> tuple[list, Options]:
-        """(inputs, options) from a JSON body (text models) or a multipart upload (image, audio, video)."""
+    async def read_request(request: Request) -> tuple[list, list[str], Options]:
+        """(inputs, their labels, options) from a JSON body (text models) or a multipart upload
+        (image, audio, video)."""
         text = predictor.input_kind == "text"
         kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if kind == "multipart/form-data":
@@ -217,40 +249,42 @@ def create_app(predictor, limits: Limits | None = None) -> FastAPI:
                 files = form.getlist("file")
                 if any(isinstance(f, str) for f in files):
                     raise UserError("file: must be an uploaded file, not a form value")
-                fields = {k: v for k, v in form.multi_items() if k != "file"}
-                options = Options.model_validate(fields)
-                return [await f.read() for f in files], options
+                fields = {k: form_value(v) for k, v in form.multi_items() if k != "file"}
+                options = Options.model_validate(fields, strict=True)
+                labels = [f"upload {i + 1} ({f.filename or 'no name'})" for i, f in enumerate(files)]
+                return [await f.read() for f in files], labels, options
             finally:
                 await form.close()  # the spooled temporary files
         if not text:  # never a path the server would open: uploads only
             raise UserError(f"this {predictor.task} model reads {predictor.input_kind}: upload files as "
                             "multipart/form-data field `file`")
-        try:
-            body = json.loads(await request.body())
-        except (ValueError, UnicodeDecodeError):
-            raise UserError("the body is not valid JSON") from None
-        parsed = PredictRequest.model_validate(body)
-        return parsed.inputs, parsed
+        parsed = PredictRequest.model_validate(parse_json(await request.body()), strict=True)  # JSON types as documented
+        return parsed.inputs, [f"inputs[{i}]" for i in range(len(parsed.inputs))], parsed
 
-    @app.post("/v1/predict", openapi_extra={"requestBody": {"content": {
-        "application/json": {"schema": PredictRequest.model_json_schema()},
-        "multipart/form-data": {"schema": {"type": "object", "properties": {
-            "file": {"type": "array", "items": {"type": "string", "format": "binary"}},
-            **Options.model_json_schema()["properties"]}}}}}})
-    async def predict(request: Request):
-        """Outputs (n-best text with scores, or frames as a base64 PNG strip) for each input."""
-        inputs, options = await read_request(request)
-        opts = check_limits(predictor, inputs, options, limits)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + limits.timeout_s
-        try:
-            results = await asyncio.wait_for(batcher.submit(inputs, opts), limits.timeout_s)
-            if options.attention:
-                maps = await asyncio.wait_for(batcher.call(attention_of, inputs, results), deadline - loop.time())
-                results = [{**r, "attention": m} for r, m in zip(results, maps)]
-        except asyncio.TimeoutError:
-            return JSONResponse({"error": f"the request took longer than the limit of {limits.timeout_s:g} s"}, 408)
+    async def outputs(inputs: list, labels: list[str], options: Options, opts: dict) -> dict:
+        results = await batcher.submit(inputs, opts, labels, costs_of(predictor, inputs, opts))
+        if options.attention:
+            maps = await batcher.call(attention_of, inputs, results)
+            results = [{**r, "attention": m} for r, m in zip(results, maps)]
         return {"results": results}
+
+    @app.post("/v1/predict", openapi_extra=predict_schema(predictor.input_kind, limits), responses=error_responses(400, 408, 413, 422))
+    async def predict(request: Request):
+        """Outputs (n-best text with scores, or frames as a base64 PNG strip) for each input. The
+        decoding stops when the time limit passes or the client leaves."""
+        inputs, labels, options = await read_request(request)
+        opts = check_limits(predictor, inputs, options, limits)
+        work = asyncio.ensure_future(outputs(inputs, labels, options, opts))
+        gone = asyncio.ensure_future(disconnected(request.receive))
+        try:
+            done, _ = await asyncio.wait({work, gone}, timeout=limits.timeout_s, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            gone.cancel()
+            if not work.done():
+                work.cancel()  # its batcher future too: the search stops at its next step
+        if work not in done:  # timed out, or the client left (then nobody reads this)
+            return JSONResponse({"error": f"the request took longer than the limit of {limits.timeout_s:g} s"}, 408)
+        return work.result()
 
     @app.get("/v1/model")
     async def model():

@@ -76,7 +76,9 @@ class Captioning(TextOutputTask):
                     raise UserError(f"input {i + 1}: an image array must be finite, of shape {shape}, "
                                     f"got {item.shape}")
                 images.append(np.clip(item, 0, 1).astype(np.float32))
-            elif isinstance(item, (str, Path, bytes, bytearray)):
+            elif isinstance(item, (bytes, bytearray)):
+                images.append(read_image(item, self.channels(cfg), cfg.data.size, name=f"upload {i + 1}"))
+            elif isinstance(item, (str, Path)):
                 images.append(read_image(item, self.channels(cfg), cfg.data.size))
             else:
                 raise UserError(f"input {i + 1}: this captioning model reads images, got {type(item).__name__}")

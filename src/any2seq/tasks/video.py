@@ -115,8 +115,8 @@ class VideoPrediction(FramesOutputTask):
 
     def read_inputs(self, cfg, inputs):
         clips = []
-        for item in inputs:
-            frames = read_frames(item, channels=1, size=cfg.data.canvas)
+        for i, item in enumerate(inputs):
+            frames = read_frames(item, channels=1, size=cfg.data.canvas, name=f"upload {i + 1}")
             clips.append(frames[-cfg.data.frames_in:])  # the model saw frames_in frames in training
         return clips
 
