@@ -21,6 +21,9 @@ EXAMPLES = {
   any2seq translate --model runs/demo-ct2 --engine ct2 --beam 5 < input.de   # an `any2seq export --ct2` model""",
     "export": """examples:
   any2seq export --ct2 runs/demo runs/demo-ct2    # then: any2seq translate --model runs/demo-ct2 --engine ct2""",
+    "import-hf": """examples:
+  any2seq import-hf opus-mt-de-en --out runs/opus-de-en   # a local MarianMTModel directory (no download)
+  echo "Ein Hund läuft." | any2seq translate --model runs/opus-de-en""",
     "predict": """examples:
   any2seq predict --model runs/captioning scene1.png scene2.png
   any2seq predict --model runs/speech utterance.wav --beam 5 --n-best 3
@@ -162,6 +165,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("model", type=Path, metavar="MODEL_DIR", help="a model directory written by `any2seq train`")
     p.add_argument("out", type=Path, metavar="OUT_DIR", help="the new folder (must not exist, or be empty)")
 
+    p = sub.add_parser("import-hf", help="a local Hugging Face MarianMTModel directory -> an any2seq model directory",
+                       epilog=EXAMPLES["import-hf"], formatter_class=fmt)
+    p.add_argument("hf_dir", type=Path, metavar="HF_DIR", help="a saved MarianMTModel with its tokenizer files")
+    p.add_argument("--out", type=Path, required=True, help="the new model directory (must not exist, or be empty)")
+
     p = sub.add_parser("serve", help="serve a model over HTTP: a JSON API and a demo page",
                        epilog=EXAMPLES["serve"], formatter_class=fmt)
     p.add_argument("--model", required=True, type=Path, help="a model directory written by `any2seq train`")
@@ -278,6 +286,15 @@ def cmd_export(args) -> int:
     out = export_ct2(args.model, args.out)
     print(f"any2seq: exported {args.model} to CTranslate2 in {out}; "
           f"translate with: any2seq translate --model {out} --engine ct2", file=sys.stderr)
+    return 0
+
+
+def cmd_import_hf(args) -> int:
+    from .hf.import_marian import import_marian
+
+    out = import_marian(args.hf_dir, args.out)
+    print(f"any2seq: imported {args.hf_dir} into {out}; translate with: any2seq translate --model {out}",
+          file=sys.stderr)
     return 0
 
 
@@ -523,7 +540,7 @@ def cmd_plot(args) -> int:
 
 COMMANDS = {"train": cmd_train, "translate": cmd_translate, "predict": cmd_predict, "evaluate": cmd_evaluate,
             "info": cmd_info, "download": cmd_download, "average": cmd_average, "export": cmd_export,
-            "serve": cmd_serve, "plot": cmd_plot}
+            "import-hf": cmd_import_hf, "serve": cmd_serve, "plot": cmd_plot}
 
 
 def main(argv: list[str] | None = None) -> int:
