@@ -5,6 +5,7 @@ on other sentences) end in </s> at varied lengths, as a real opus-mt model's do.
 """
 from __future__ import annotations
 
+import gzip
 import io
 import json
 from pathlib import Path
@@ -12,7 +13,18 @@ from pathlib import Path
 import sentencepiece as spm
 import torch
 
+MULTI30K = Path(__file__).resolve().parents[2] / "data" / "multi30k"
 VOCAB = 320
+
+
+def short_pairs() -> list[tuple[str, str]]:
+    """Multi30k training pairs of at most 32 characters a side."""
+    sides = []
+    for lang in ("de", "en"):
+        with gzip.open(MULTI30K / f"train.{lang}.gz", "rt", encoding="utf-8") as f:
+            sides.append([line.rstrip("\n") for line in f])
+    return [(de, en) for de, en in zip(*sides) if len(de) <= 32 and len(en) <= 32]
+
 DROPPED_PIECE_INDEX = 200  # one spm piece left out of vocab.json: MarianTokenizer reads it as <unk>
 
 
