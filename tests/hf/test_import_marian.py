@@ -94,7 +94,7 @@ def test_config_and_card(imported):
     assert json.loads((imported / "model.json").read_text())["imported_from"]["format"] == "marian"
 
 
-def test_translate_evaluate_plot_and_ct2_take_the_import(imported, hf_marian, sentences, tmp_path, capsys):
+def test_translate_evaluate_and_plot_take_the_import(imported, hf_marian, sentences, tmp_path, capsys):
     import any2seq
 
     hf, tok = hf_marian
@@ -185,3 +185,16 @@ def test_unsupported_models_are_refused_in_one_line(marian_dir, tmp_path, capsys
     assert main(["import-hf", str(folder), "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1
+
+
+def test_export_ct2_takes_the_import(imported, sentences, tmp_path):
+    pytest.importorskip("ctranslate2")
+    import any2seq
+    from any2seq.export import export_ct2, translate_ct2
+
+    out = export_ct2(imported, tmp_path / "ct2")
+    lines = sentences[:40]
+    ours = any2seq.load(imported).translate(lines, beam=1)
+    theirs = translate_ct2(out, lines, beam=1)
+    same = sum(a == b for a, b in zip(ours, theirs))
+    assert same >= 38, f"{same}/40 identical: {list(zip(ours, theirs))[:3]}"  # CTranslate2 suppresses <pad> before the softmax, any2seq after

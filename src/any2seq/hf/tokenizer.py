@@ -104,9 +104,11 @@ class MarianTokenizer:
             seq = seq.tolist() if hasattr(seq, "tolist") else list(seq)
             if self.EOS in seq:
                 seq = seq[: seq.index(self.EOS)]
-            pieces = [self.piece_of[int(i)] for i in seq if int(i) not in (self.PAD, self.UNK)]
-            out.append(self.sp.decode_pieces(pieces).replace("\u2581", " ").strip())
+            out.append(self.decode_pieces([self.piece_of[int(i)] for i in seq if int(i) not in (self.PAD, self.UNK)]))
         return out
+
+    def decode_pieces(self, pieces: list[str]) -> str:
+        return self.sp.decode_pieces([p for p in pieces if p not in (PAD, EOS, UNK)]).replace("\u2581", " ").strip()
 
     def id_to_piece(self, i: int) -> str:
         return self.piece_of[int(i)]
