@@ -35,6 +35,8 @@ def _source_labels(predictor, model_input, src, S: int) -> list[str]:
         pieces = predictor.toks.src.pieces(model_input)
         if len(pieces) == S:
             return pieces
+        if len(pieces) + 1 == S:  # an encoder that appends </s> (model.encoder.eos)
+            return [*pieces, "</s>"]
     grid = getattr(predictor.model.encoder, "grid", None)
     if kind == "image" and grid is not None:
         rows, cols = grid(src.size(-2), src.size(-1))

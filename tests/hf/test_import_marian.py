@@ -198,3 +198,18 @@ def test_export_ct2_takes_the_import(imported, sentences, tmp_path):
     theirs = translate_ct2(out, lines, beam=1)
     same = sum(a == b for a, b in zip(ours, theirs))
     assert same >= 38, f"{same}/40 identical: {list(zip(ours, theirs))[:3]}"  # CTranslate2 suppresses <pad> before the softmax, any2seq after
+
+
+def test_serve_takes_the_import(imported, sentences):
+    from fastapi.testclient import TestClient
+
+    import any2seq
+    from any2seq.serve import create_app
+
+    predictor = any2seq.load(imported)
+    with TestClient(create_app(predictor)) as client:
+        response = client.post("/v1/predict", json={"inputs": sentences[:2], "beam": 4, "attention": True})
+    assert response.status_code == 200
+    results = response.json()["results"]
+    assert [r["outputs"][0]["text"] for r in results] == predictor.translate(sentences[:2], beam=4)
+    assert results[0]["attention"]["src_labels"][-1] == "</s>"  # the source </s> the encoder appends

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import pickle
 import shutil
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -26,7 +27,9 @@ def read_checkpoint(folder: Path) -> dict[str, Tensor]:
         tensors = load_tensors(st)
     elif bin_.is_file():
         try:
-            tensors = torch.load(bin_, map_location="cpu", weights_only=True)
+            with warnings.catch_warnings():  # torch warns about pickle protocols: the refusal below says enough
+                warnings.simplefilter("ignore")
+                tensors = torch.load(bin_, map_location="cpu", weights_only=True)
         except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as e:
             first = str(e).strip().splitlines()[0] if str(e).strip() else e.__class__.__name__
             raise UserError(f"{bin_}: refused: not a plain tensor checkpoint ({first[:160]})") from None
