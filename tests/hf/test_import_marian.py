@@ -197,7 +197,8 @@ def test_export_ct2_takes_the_import(imported, sentences, tmp_path):
     ours = any2seq.load(imported).translate(lines, beam=1)
     theirs = translate_ct2(out, lines, beam=1)
     same = sum(a == b for a, b in zip(ours, theirs))
-    assert same >= 38, f"{same}/40 identical: {list(zip(ours, theirs))[:3]}"  # CTranslate2 suppresses <pad> before the softmax, any2seq after
+    # CTranslate2 removes <pad> before the softmax, any2seq after it: a near tie may go the other way
+    assert same >= 38, f"{same}/40 identical"
 
 
 def test_serve_takes_the_import(imported, sentences):

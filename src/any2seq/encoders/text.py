@@ -25,7 +25,8 @@ class TransformerEncoder(Encoder):
 
     def forward(self, src: Tensor, src_lengths: Tensor) -> Memory:  # (B, S), (B,)
         if self.eos:  # </s> after each source's last token: (B, S + 1)
-            src = torch.cat([src, src.new_zeros(src.size(0), 1)], dim=1).scatter(1, src_lengths[:, None], EOS_ID)
+            src = torch.cat([src, src.new_zeros(src.size(0), 1)], dim=1)
+            src = src.scatter(1, src_lengths[:, None].long(), EOS_ID)
             src_lengths = src_lengths + 1
         mask = lengths_to_mask(src_lengths, src.size(1))
         x = self.embed(src)
