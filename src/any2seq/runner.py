@@ -127,8 +127,9 @@ def _precision(cfg: Config, model, dist: Dist) -> Choice:
 
 
 def inherit_tokenizers(cfg: Config, out: Path) -> bool:
-    """With ``train.init``, copy the init run's sentencepiece models into ``out``, so every token id
-    means what it meant to the weights; False when it has none (frame tasks) or there is no init."""
+    """With ``train.init``, copy the init run's sentencepiece models (or an imported Marian vocabulary's
+    files) into ``out``, so every token id means what it meant to the weights; False when it has none
+    (frame tasks) or there is no init."""
     if not cfg.train.init:
         return False
     init = Path(cfg.train.init)
