@@ -76,5 +76,6 @@ def write_spm_tokenizer(spm_tokenizer, folder: Path, source_eos: bool = False) -
     atomic_write(Path(folder) / "tokenizer.json", tok.to_str())
     config = {"tokenizer_class": "PreTrainedTokenizerFast", "pad_token": "<pad>", "bos_token": "<s>",
               "eos_token": "</s>", "unk_token": "<unk>", "model_max_length": 1024,
-              "clean_up_tokenization_spaces": False}
+              "clean_up_tokenization_spaces": False,
+              "model_input_names": ["input_ids", "attention_mask"]}  # no token_type_ids: generate(**batch) refuses them
     atomic_write(Path(folder) / "tokenizer_config.json", json.dumps(config, indent=2) + "\n")
