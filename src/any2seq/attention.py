@@ -9,7 +9,6 @@ import torch
 
 from .data.batching import Items, pad_items
 from .errors import UserError
-from .interfaces import BOS_ID
 from .tasks import get_task
 
 
@@ -36,6 +35,8 @@ def _source_labels(predictor, model_input, src, S: int) -> list[str]:
         pieces = predictor.toks.src.pieces(model_input)
         if len(pieces) == S:
             return pieces
+        if len(pieces) + 1 == S:  # an encoder that appends </s> (model.encoder.eos)
+            return [*pieces, "</s>"]
     grid = getattr(predictor.model.encoder, "grid", None)
     if kind == "image" and grid is not None:
         rows, cols = grid(src.size(-2), src.size(-1))
@@ -80,7 +81,7 @@ def attention_maps(predictor, source, output_text: str) -> dict:
     src, src_lengths, model_input = _source(predictor, source)
     out_ids = predictor.toks.tgt.encode([output_text])[0]
     device = predictor.device
-    X = torch.tensor([[BOS_ID, *out_ids]], dtype=torch.long, device=device)  # (1, T): <s> y, predicting y </s>
+    X = torch.tensor([[model.bos, *out_ids]], dtype=torch.long, device=device)  # (1, T): <s> y, predicting y </s>
     model.eval()
     with torch.inference_mode():
         state = model.encode(src.to(device), None if src_lengths is None else src_lengths.to(device))
@@ -90,7 +91,7 @@ def attention_maps(predictor, source, output_text: str) -> dict:
     weights = maps[:, 0].float().cpu().numpy().astype(np.float32)  # (layers, H, T, S)
     tgt_labels = predictor.toks.tgt.pieces(output_text) if out_ids else []
     if len(tgt_labels) != len(out_ids):
-        tgt_labels = [predictor.toks.tgt.sp.id_to_piece(i) for i in out_ids]
+        tgt_labels = [predictor.toks.tgt.id_to_piece(i) for i in out_ids]
     return {"weights": weights, "src_labels": _source_labels(predictor, model_input, src, weights.shape[-1]),
             "tgt_labels": [*tgt_labels, "</s>"]}
 

@@ -21,7 +21,11 @@ EXAMPLES = {
   any2seq translate --model runs/demo --sample --temperature 0.8 --top-p 0.9 < input.de
   any2seq translate --model runs/demo-ct2 --engine ct2 --beam 5 < input.de   # an `any2seq export --ct2` model""",
     "export": """examples:
-  any2seq export --ct2 runs/demo runs/demo-ct2    # then: any2seq translate --model runs/demo-ct2 --engine ct2""",
+  any2seq export --ct2 runs/demo runs/demo-ct2    # then: any2seq translate --model runs/demo-ct2 --engine ct2
+  any2seq export --hf runs/demo runs/demo-hf      # then: AutoModelForSeq2SeqLM.from_pretrained("runs/demo-hf")""",
+    "import-hf": """examples:
+  any2seq import-hf opus-mt-de-en --out runs/opus-de-en   # a local MarianMTModel directory (no download)
+  echo "Ein Hund läuft." | any2seq translate --model runs/opus-de-en""",
     "predict": """examples:
   any2seq predict --model runs/captioning scene1.png scene2.png
   any2seq predict --model runs/speech utterance.wav --beam 5 --n-best 3
@@ -161,12 +165,20 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--last", type=int, default=5, help="how many of the newest checkpoints")
     p.add_argument("--out", type=Path, required=True, help="the new model directory")
 
-    p = sub.add_parser("export", help="convert a model for another inference engine (CTranslate2)",
+    p = sub.add_parser("export", help="convert a model for another engine (CTranslate2, Hugging Face transformers)",
                        epilog=EXAMPLES["export"], formatter_class=fmt)
-    p.add_argument("--ct2", action="store_true", required=True,
-                   help="to CTranslate2 (pip install 'any2seq[ct2]'); translation Transformers only")
+    engine = p.add_mutually_exclusive_group(required=True)
+    engine.add_argument("--ct2", action="store_true",
+                        help="to CTranslate2 (pip install 'any2seq[ct2]'); translation Transformers only")
+    engine.add_argument("--hf", action="store_true",
+                        help="to a Hugging Face transformers directory (Marian for post-LN, Pegasus for pre-LN)")
     p.add_argument("model", type=Path, metavar="MODEL_DIR", help="a model directory written by `any2seq train`")
     p.add_argument("out", type=Path, metavar="OUT_DIR", help="the new folder (must not exist, or be empty)")
+
+    p = sub.add_parser("import-hf", help="a local Hugging Face MarianMTModel directory -> an any2seq model directory",
+                       epilog=EXAMPLES["import-hf"], formatter_class=fmt)
+    p.add_argument("hf_dir", type=Path, metavar="HF_DIR", help="a saved MarianMTModel with its tokenizer files")
+    p.add_argument("--out", type=Path, required=True, help="the new model directory (must not exist, or be empty)")
 
     p = sub.add_parser("serve", help="serve a model over HTTP: a JSON API and a demo page",
                        epilog=EXAMPLES["serve"], formatter_class=fmt)
@@ -281,9 +293,25 @@ def _translate_ct2(args) -> int:
 def cmd_export(args) -> int:
     from .export import export_ct2
 
+    if args.hf:
+        from .hf.export import export_hf
+
+        out = export_hf(args.model, args.out)
+        print(f"any2seq: exported {args.model} to transformers in {out}; load it with "
+              f"AutoModelForSeq2SeqLM.from_pretrained and AutoTokenizer.from_pretrained", file=sys.stderr)
+        return 0
     out = export_ct2(args.model, args.out)
     print(f"any2seq: exported {args.model} to CTranslate2 in {out}; "
           f"translate with: any2seq translate --model {out} --engine ct2", file=sys.stderr)
+    return 0
+
+
+def cmd_import_hf(args) -> int:
+    from .hf.import_marian import import_marian
+
+    out = import_marian(args.hf_dir, args.out)
+    print(f"any2seq: imported {args.hf_dir} into {out}; translate with: any2seq translate --model {out}",
+          file=sys.stderr)
     return 0
 
 
@@ -574,7 +602,7 @@ def cmd_plot(args) -> int:
 
 COMMANDS = {"train": cmd_train, "translate": cmd_translate, "predict": cmd_predict, "evaluate": cmd_evaluate,
             "info": cmd_info, "download": cmd_download, "average": cmd_average, "export": cmd_export,
-            "serve": cmd_serve, "plot": cmd_plot}
+            "import-hf": cmd_import_hf, "serve": cmd_serve, "plot": cmd_plot}
 
 
 def main(argv: list[str] | None = None) -> int:

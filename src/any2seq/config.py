@@ -21,7 +21,8 @@ from .task_metrics import TASK_METRICS
 
 
 @dataclass(frozen=True)
-class TransformerEncoderConfig:
+class TransformerConfig:
+    """What a Transformer encoder and decoder share."""
     kind: Literal["transformer"] = "transformer"
     d_model: int = 256
     layers: int = 3
@@ -30,14 +31,23 @@ class TransformerEncoderConfig:
     dropout: float = 0.1
     positions: Literal["sinusoidal", "learned"] = "sinusoidal"
     max_positions: int = 1024  # only for learned positions
+    norm: Literal["pre", "post"] = "pre"  # LayerNorm before each sublayer (and one at the end), or after the sum
+    activation: Literal["relu", "gelu", "swish"] = "relu"  # the feed-forward's (swish = SiLU, Marian's)
 
     def check(self):
         _require(self.d_model % self.heads == 0, "d_model", f"{self.d_model} is not a multiple of heads={self.heads}")
 
 
 @dataclass(frozen=True)
-class TransformerDecoderConfig(TransformerEncoderConfig):
-    pass
+class TransformerEncoderConfig(TransformerConfig):
+    eos: bool = False  # append </s> to every source before encoding it (Marian and other HF models)
+
+
+@dataclass(frozen=True)
+class TransformerDecoderConfig(TransformerConfig):
+    start: Literal["bos", "pad"] = "bos"  # the token read first: <s>, or <pad> (Marian, Pegasus)
+    output_bias: bool = False  # a fixed (never trained) bias on the output logits, as HF's final_logits_bias
+    never_output: tuple[int, ...] = ()  # ids whose log-probs search sets to -inf (after the softmax)
 
 
 @dataclass(frozen=True)
@@ -154,7 +164,7 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class TokenizerConfig:
-    kind: Literal["bpe", "unigram", "word", "char"] = "bpe"
+    kind: Literal["bpe", "unigram", "word", "char", "marian"] = "bpe"  # marian: from `any2seq import-hf` only
     vocab_size: int = 8000
     joint: bool = True  # one model for both languages
     character_coverage: float = 1.0
@@ -483,6 +493,10 @@ def _convert(tp, value, key: str):
         if value not in args:
             raise _Invalid(key, f"{_show(value)} is not one of {', '.join(map(str, args))}")
         return value
+    if origin is tuple and len(args) == 2 and args[1] is Ellipsis:  # tuple[int, ...]: a list of any length
+        if not isinstance(value, (list, tuple)):
+            raise _Invalid(key, f"expected a list, got {_show(value)}")
+        return tuple(_convert(args[0], v, f"{key}[{i}]") for i, v in enumerate(value))
     if origin is tuple:
         if not isinstance(value, (list, tuple)) or len(value) != len(args):
             raise _Invalid(key, f"expected a list of {len(args)} values, got {_show(value)}")

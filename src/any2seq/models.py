@@ -32,9 +32,13 @@ class Seq2Seq(EncoderDecoder):
     bos, eos, pad = BOS_ID, EOS_ID, PAD_ID
 
     def __init__(self, encoder: Encoder, decoder: Decoder, label_smoothing: float = 0.0, ctc_weight: float = 0.0,
-                 vocab: int = 0):
+                 vocab: int = 0, start: int = BOS_ID, never_output: tuple[int, ...] = ()):
         super().__init__(encoder, decoder)
         self.label_smoothing, self.ctc_weight = label_smoothing, ctc_weight
+        self.bos = start  # the token the decoder reads first
+        # ids search never picks, removed after the softmax as HF removes them (bad_words_ids): the
+        # decoder-start row of an imported model still takes its share of the probability mass
+        self.never_output = list(never_output)
         # hybrid CTC/attention (Watanabe et al., 2017): a CTC loss on the encoder's states makes it
         # learn a monotonic alignment early, where attention alone can sit on a plateau for long
         self.ctc_head = nn.Linear(encoder.out_dim, vocab) if ctc_weight > 0 else None
@@ -71,7 +75,10 @@ class Seq2Seq(EncoderDecoder):
     def step(self, tokens: Tensor, state):
         """The step function search drives: last tokens (B,) -> log-probs (B, V), new state."""
         logits, state = self.decoder(tokens[:, None], state)
-        return logits[:, -1].log_softmax(-1, dtype=torch.float32), state
+        log_probs = logits[:, -1].log_softmax(-1, dtype=torch.float32)
+        if self.never_output:
+            log_probs[:, self.never_output] = float("-inf")
+        return log_probs, state
 
 
 class FrameSeq2Seq(EncoderDecoder):
@@ -130,7 +137,7 @@ class FrameSeq2Seq(EncoderDecoder):
 
 def transformer_encoder(cfg: TransformerEncoderConfig, vocab: int) -> Encoder:
     return TransformerEncoder(vocab, cfg.d_model, cfg.layers, cfg.heads, cfg.ff, cfg.dropout,
-                              cfg.positions, cfg.max_positions)
+                              cfg.positions, cfg.max_positions, cfg.norm, cfg.activation, cfg.eos)
 
 
 def rnn_encoder(cfg: RNNEncoderConfig, vocab: int) -> Encoder:
@@ -161,7 +168,7 @@ def audio_encoder(cfg: AudioEncoderConfig, vocab: int) -> Encoder:
 
 def transformer_decoder(cfg: TransformerDecoderConfig, vocab: int, memory_dim: int) -> Decoder:
     return TransformerDecoder(vocab, cfg.d_model, cfg.layers, cfg.heads, cfg.ff, cfg.dropout, memory_dim,
-                              cfg.positions, cfg.max_positions)
+                              cfg.positions, cfg.max_positions, cfg.norm, cfg.activation, cfg.output_bias)
 
 
 def rnn_decoder(cfg: RNNDecoderConfig, vocab: int, memory_dim: int) -> Decoder:
@@ -214,7 +221,12 @@ def build_model(cfg: ModelConfig, src_vocab: int = 0, tgt_vocab: int = 0, label_
         if cfg.encoder.kind not in TEXT_ENCODERS:
             raise UserError(f"model.share_embeddings: the {cfg.encoder.kind} encoder has no token embedding to share")
         share_embeddings(encoder, decoder, src_vocab, tgt_vocab)
-    return Seq2Seq(encoder, decoder, label_smoothing, cfg.ctc_weight, tgt_vocab)
+    token_decoder = cfg.decoder.kind == "transformer"  # the start and never_output keys are the Transformer's
+    start = PAD_ID if token_decoder and cfg.decoder.start == "pad" else BOS_ID
+    never_output = cfg.decoder.never_output if token_decoder else ()
+    if any(not 0 <= i < tgt_vocab for i in never_output):
+        raise UserError(f"model.decoder.never_output: ids must be in 0..{tgt_vocab - 1}, got {list(never_output)}")
+    return Seq2Seq(encoder, decoder, label_smoothing, cfg.ctc_weight, tgt_vocab, start, never_output)
 
 
 def _token_table(module: nn.Module) -> nn.Embedding:

@@ -12,6 +12,7 @@ import torch
 from .config import Config
 from .errors import UserError
 from .fileio import atomic_write, writable_dir
+from .hf.tokenizer import FILES as MARIAN_FILES
 from .modeldir import config_changes, read_config, write_card, write_config
 from .models import count_parameters
 from .precision import TRAIN_ROWS, Choice, choose, linear_shapes
@@ -126,11 +127,13 @@ def _precision(cfg: Config, model, dist: Dist) -> Choice:
 
 
 def inherit_tokenizers(cfg: Config, out: Path) -> bool:
-    """With ``train.init``, copy the init run's sentencepiece models into ``out``, so every token id
-    means what it meant to the weights; False when it has none (frame tasks) or there is no init."""
+    """With ``train.init``, copy the init run's sentencepiece models (or an imported Marian vocabulary's
+    files) into ``out``, so every token id means what it meant to the weights; False when it has none
+    (frame tasks) or there is no init."""
     if not cfg.train.init:
         return False
-    models = sorted(Path(cfg.train.init).glob("spm*.model"))
+    init = Path(cfg.train.init)
+    models = sorted(init.glob("spm*.model")) + [init / name for name in MARIAN_FILES if (init / name).is_file()]
     for model in models:
         atomic_write(out / model.name, model.read_bytes())
     return bool(models)

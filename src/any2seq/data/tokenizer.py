@@ -70,6 +70,12 @@ class Tokenizer:
         """The subword pieces of one line, for inspection."""
         return self.sp.encode(line, out_type=str)
 
+    def id_to_piece(self, i: int) -> str:
+        return self.sp.id_to_piece(int(i))
+
+    def decode_pieces(self, pieces: list[str]) -> str:
+        return self.sp.decode(pieces)
+
 
 def _sample(text_paths: list[Path], total: int, max_sentences: int, seed: int) -> Iterator[str]:
     """Stream the ``total`` lines of all files, or a uniform random ``max_sentences`` of them.

@@ -1,4 +1,4 @@
-"""Pre-LN Transformer decoder (Vaswani et al., 2017) with a KV cache for incremental decoding."""
+"""Transformer decoder (Vaswani et al., 2017), pre-LN or post-LN, with a KV cache for incremental decoding."""
 from __future__ import annotations
 
 import torch
@@ -20,12 +20,17 @@ class TransformerDecoder(Decoder):
     """
 
     def __init__(self, vocab: int, d_model: int, layers: int, heads: int, ff: int, dropout: float,
-                 memory_dim: int, positions: str = "sinusoidal", max_positions: int = 1024):
+                 memory_dim: int, positions: str = "sinusoidal", max_positions: int = 1024, norm: str = "pre",
+                 activation: str = "relu", output_bias: bool = False):
         super().__init__()
         self.embed = PositionalEmbedding(vocab, d_model, dropout, positions, max_positions)
-        self.layers = nn.ModuleList(DecoderLayer(d_model, heads, ff, dropout, memory_dim) for _ in range(layers))
-        self.norm = nn.LayerNorm(d_model)
-        self.proj = nn.Linear(d_model, vocab, bias=False)
+        self.layers = nn.ModuleList(DecoderLayer(d_model, heads, ff, dropout, memory_dim, norm, activation)
+                                    for _ in range(layers))
+        self.norm = nn.LayerNorm(d_model) if norm == "pre" else nn.Identity()  # post-LN layers end normalised
+        self.proj = nn.Linear(d_model, vocab, bias=output_bias)
+        if output_bias:  # fixed, as HF's final_logits_bias: it comes with imported weights, training leaves it
+            nn.init.zeros_(self.proj.bias)
+            self.proj.bias.requires_grad_(False)
 
     def init_state(self, enc_outputs, *args):
         memory = as_memory(enc_outputs, *args)

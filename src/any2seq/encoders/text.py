@@ -1,11 +1,11 @@
-"""Text encoders: a pre-LN Transformer stack (Vaswani et al., 2017) and RNN/GRU/LSTM stacks."""
+"""Text encoders: a Transformer stack (Vaswani et al., 2017), pre-LN or post-LN, and RNN/GRU/LSTM stacks."""
 from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from ..interfaces import Encoder, Memory, lengths_to_mask
+from ..interfaces import EOS_ID, Encoder, Memory, lengths_to_mask
 from ..nn.embedding import PositionalEmbedding
 from ..nn.transformer import EncoderLayer
 
@@ -14,14 +14,20 @@ RNN_CELLS = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
 
 class TransformerEncoder(Encoder):
     def __init__(self, vocab: int, d_model: int, layers: int, heads: int, ff: int, dropout: float,
-                 positions: str = "sinusoidal", max_positions: int = 1024):
+                 positions: str = "sinusoidal", max_positions: int = 1024, norm: str = "pre",
+                 activation: str = "relu", eos: bool = False):
         super().__init__()
         self.embed = PositionalEmbedding(vocab, d_model, dropout, positions, max_positions)
-        self.layers = nn.ModuleList(EncoderLayer(d_model, heads, ff, dropout) for _ in range(layers))
-        self.norm = nn.LayerNorm(d_model)
+        self.layers = nn.ModuleList(EncoderLayer(d_model, heads, ff, dropout, norm, activation) for _ in range(layers))
+        self.norm = nn.LayerNorm(d_model) if norm == "pre" else nn.Identity()  # post-LN layers end normalised
         self.out_dim = d_model
+        self.eos = eos
 
     def forward(self, src: Tensor, src_lengths: Tensor) -> Memory:  # (B, S), (B,)
+        if self.eos:  # </s> after each source's last token: (B, S + 1)
+            src = torch.cat([src, src.new_zeros(src.size(0), 1)], dim=1)
+            src = src.scatter(1, src_lengths[:, None].long(), EOS_ID)
+            src_lengths = src_lengths + 1
         mask = lengths_to_mask(src_lengths, src.size(1))
         x = self.embed(src)
         for layer in self.layers:

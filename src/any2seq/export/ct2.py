@@ -2,11 +2,13 @@
 with OpenNMT"): an any2seq Transformer becomes a ``ctranslate2.specs.TransformerSpec`` model
 directory, and ``translate_ct2`` decodes with ``ctranslate2.Translator``.
 
-The mapping follows from the any2seq layers: pre-LN blocks with a final LayerNorm on each side,
-fused q|k|v self-attention and fused k|v cross-attention projections, a ReLU feed-forward, token
-embeddings scaled by sqrt(D) plus a position table (sinusoidal or learned, given to CTranslate2
-as an explicit table, so both kinds export), and an output projection without bias. The
-source gets no eos and the decoder starts from ``<s>``, as in any2seq.
+The mapping follows from the any2seq layers: pre-LN blocks with a final LayerNorm on each side
+(or post-LN blocks without one), fused q|k|v self-attention and fused k|v cross-attention
+projections, the feed-forward's activation, token embeddings scaled by sqrt(D) plus a position
+table (sinusoidal or learned, given to CTranslate2 as an explicit table, so both kinds export), and
+the output projection (with its bias, if any). The source gets </s> if the encoder appends it
+(``eos``), the decoder starts from the model's start token, and ``never_output`` pieces are
+suppressed (CTranslate2 removes them before the softmax, any2seq after it).
 """
 from __future__ import annotations
 
@@ -16,11 +18,13 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+from torch import nn
 
 from ..config import Config
 from ..errors import UserError
 from ..fileio import atomic_write, writable_dir
 from ..nn.embedding import sinusoids
+from ..hf.tokenizer import FILES as MARIAN_FILES
 from ..tasks.base import JOINT, SRC, TGT
 
 EXPORT_INFO = "any2seq_export.json"  # beside CTranslate2's files: which tokenizers, how to decode
@@ -48,6 +52,9 @@ def check_exportable(cfg: Config, model_dir: Path) -> None:
     if enc.d_model != dec.d_model:
         raise UserError(f"{where}: model.decoder.d_model: CTranslate2 needs equal encoder and decoder widths "
                         f"(encoder {enc.d_model}, decoder {dec.d_model})")
+    if (enc.norm, enc.activation) != (dec.norm, dec.activation):
+        raise UserError(f"{where}: model.decoder.norm/activation: CTranslate2 needs the encoder's "
+                        f"({enc.norm}, {enc.activation}), not ({dec.norm}, {dec.activation})")
     if enc.heads != dec.heads:
         raise UserError(f"{where}: model.decoder.heads: CTranslate2 needs equal head counts "
                         f"(encoder {enc.heads}, decoder {dec.heads})")
@@ -84,7 +91,8 @@ def _set_encoder(spec, encoder, max_positions: int) -> None:
         _linear(layer_spec.self_attention.linear[1], layer.attn.out)
         _norm(layer_spec.self_attention.layer_norm, layer.norm1)
         _feed_forward(layer_spec.ffn, layer.ff, layer.norm2)
-    _norm(spec.layer_norm, encoder.norm)
+    if isinstance(encoder.norm, nn.LayerNorm):  # pre-LN
+        _norm(spec.layer_norm, encoder.norm)
 
 
 def _set_decoder(spec, decoder, max_positions: int) -> None:
@@ -98,18 +106,19 @@ def _set_decoder(spec, decoder, max_positions: int) -> None:
         _linear(layer_spec.attention.linear[2], layer.cross_attn.out)
         _norm(layer_spec.attention.layer_norm, layer.norm2)
         _feed_forward(layer_spec.ffn, layer.ff, layer.norm3)
-    _norm(spec.layer_norm, decoder.norm)
+    if isinstance(decoder.norm, nn.LayerNorm):  # pre-LN
+        _norm(spec.layer_norm, decoder.norm)
     _linear(spec.projection, decoder.proj)
 
 
 def _feed_forward(spec, ff, norm) -> None:
-    _linear(spec.linear_0, ff[0])  # Linear, ReLU, Linear
+    _linear(spec.linear_0, ff[0])  # Linear, activation, Linear
     _linear(spec.linear_1, ff[2])
     _norm(spec.layer_norm, norm)
 
 
 def _vocabulary(tok) -> list[str]:
-    return [tok.sp.id_to_piece(i) for i in range(tok.vocab_size)]
+    return [tok.id_to_piece(i) for i in range(tok.vocab_size)]
 
 
 def build_spec(model, toks, cfg: Config, max_positions: int = 1024):
@@ -118,15 +127,18 @@ def build_spec(model, toks, cfg: Config, max_positions: int = 1024):
     from ctranslate2.specs import common_spec, transformer_spec
 
     enc, dec = cfg.model.encoder, cfg.model.decoder
+    activation = {"relu": common_spec.Activation.RELU, "gelu": common_spec.Activation.GELU,
+                  "swish": common_spec.Activation.SWISH}[enc.activation]
     spec = transformer_spec.TransformerSpec.from_config(
-        (enc.layers, dec.layers), enc.heads, pre_norm=True, activation=common_spec.Activation.RELU)
+        (enc.layers, dec.layers), enc.heads, pre_norm=enc.norm == "pre", activation=activation)
     _set_encoder(spec.encoder, model.encoder, max_positions)
     _set_decoder(spec.decoder, model.decoder, max_positions)
     spec.register_source_vocabulary(_vocabulary(toks.src))
     spec.register_target_vocabulary(_vocabulary(toks.tgt))
     spec.config.layer_norm_epsilon = LAYER_NORM_EPS
-    spec.config.add_source_eos = False  # any2seq encodes the source without eos
-    spec.config.decoder_start_token = toks.tgt.sp.id_to_piece(toks.tgt.BOS)
+    spec.config.add_source_eos = enc.eos  # the encoder appends </s> itself, or the source has none
+    spec.config.eos_token = toks.tgt.id_to_piece(model.eos)
+    spec.config.decoder_start_token = toks.tgt.id_to_piece(model.bos)
     return spec
 
 
@@ -160,9 +172,13 @@ def export_ct2(model_dir: Path, out_dir: Path) -> Path:
         spec.save(str(tmp))
         joint = cfg.tokenizer.joint
         names = {"src": JOINT, "tgt": JOINT} if joint else {"src": SRC, "tgt": TGT}
-        for name in set(names.values()):
+        if cfg.tokenizer.kind == "marian":
+            names = {"src": "marian", "tgt": "marian"}
+        for name in MARIAN_FILES if cfg.tokenizer.kind == "marian" else set(names.values()):
             shutil.copyfile(model_dir / name, tmp / name)
-        info = {"format": FORMAT, "tokenizers": names, "src_lang": cfg.data.src_lang, "tgt_lang": cfg.data.tgt_lang,
+        suppress = [toks.tgt.id_to_piece(i) for i in cfg.model.decoder.never_output]
+        info = {"format": FORMAT, "tokenizers": names, "suppress": suppress,
+                "src_lang": cfg.data.src_lang, "tgt_lang": cfg.data.tgt_lang,
                 "decode": {"beam": cfg.decode.beam, "length_penalty": cfg.decode.length_penalty,
                            "max_len_a": cfg.decode.max_len_a, "max_len_b": cfg.decode.max_len_b}}
         atomic_write(tmp / EXPORT_INFO, json.dumps(info, indent=2) + "\n")
@@ -201,8 +217,14 @@ class CT2Translator:
         self.dir = Path(model_dir)
         self.info = _read_info(self.dir)
         names = self.info["tokenizers"]
-        self.src = Tokenizer.load(self.dir / names["src"])
-        self.tgt = self.src if names["tgt"] == names["src"] else Tokenizer.load(self.dir / names["tgt"])
+        if names["src"] == "marian":  # an imported Marian model's vocabulary
+            from ..hf.tokenizer import MarianTokenizer
+
+            self.src, self.tgt = MarianTokenizer(self.dir, "source"), MarianTokenizer(self.dir, "target")
+        else:
+            self.src = Tokenizer.load(self.dir / names["src"])
+            self.tgt = self.src if names["tgt"] == names["src"] else Tokenizer.load(self.dir / names["tgt"])
+        self.suppress = [[piece] for piece in self.info.get("suppress", [])] or None
         if workers > 1:
             cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
             threads = max(1, (threads or cores) // workers)
@@ -220,7 +242,7 @@ class CT2Translator:
             raise UserError(f"--n-best: {n_best} is more than --beam {beam}")
         decode = self.info["decode"]
         lp = decode["length_penalty"] if length_penalty is None else length_penalty
-        pieces = [self.src.sp.encode(line, out_type=str) for line in lines]
+        pieces = [self.src.pieces(line) for line in lines]
         limits = [max(1, min(max_len, int(len(p) * decode["max_len_a"] + decode["max_len_b"]))) for p in pieces]
         order = sorted(range(len(lines)), key=lambda i: -len(pieces[i]))
         order = [i for i in order if pieces[i]]  # an empty source gets empty output, as in any2seq
@@ -228,12 +250,13 @@ class CT2Translator:
         chunks = [order[start: start + batch_size] for start in range(0, len(order), batch_size)]
         pending = [self.translator.translate_batch(  # queued at once, so every worker has a batch
             [pieces[i] for i in chunk], beam_size=beam, num_hypotheses=n_best, length_penalty=lp,
-            max_decoding_length=max(limits[i] for i in chunk), return_scores=False, asynchronous=True)
+            max_decoding_length=max(limits[i] for i in chunk), return_scores=False, asynchronous=True,
+            suppress_sequences=self.suppress)
             for chunk in chunks]
         for chunk, results in zip(chunks, pending):
             for i, result in zip(chunk, results):
                 # The batch shares one limit: cut each output at its own, as any2seq's search does.
-                hyps = [self.tgt.sp.decode(hyp[: limits[i]]) for hyp in result.result().hypotheses]
+                hyps = [self.tgt.decode_pieces(hyp[: limits[i]]) for hyp in result.result().hypotheses]
                 out[i] = hyps + [""] * (n_best - len(hyps))
         return [o[0] for o in out] if n_best == 1 else out
 

@@ -1,7 +1,8 @@
-"""Pre-LayerNorm Transformer layers (Vaswani et al., 2017; Xiong et al., 2020)."""
+"""Transformer layers (Vaswani et al., 2017): pre-LayerNorm (Xiong et al., 2020), any2seq's default,
+or post-LayerNorm as in the original paper and Marian/opus-mt models."""
 from __future__ import annotations
 
-from typing import Optional
+from typing import Callable, Optional
 
 from torch import Tensor, nn
 
@@ -9,38 +10,57 @@ from .attention import CrossAttention, SelfAttention
 from .dropout import Dropout
 from .kv_cache import KVCache
 
+ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "swish": nn.SiLU}
 
-def feed_forward(d_model: int, ff: int) -> nn.Module:
+
+def feed_forward(d_model: int, ff: int, activation: str = "relu") -> nn.Module:
     # No dropout inside the block or on attention weights (fairseq's defaults): on CPU, random
     # masks for the wide hidden layer cost more than its matrix products.
-    return nn.Sequential(nn.Linear(d_model, ff), nn.ReLU(), nn.Linear(ff, d_model))
+    return nn.Sequential(nn.Linear(d_model, ff), ACTIVATIONS[activation](), nn.Linear(ff, d_model))
+
+
+def residual(x: Tensor, f: Callable[[Tensor], Tensor], norm: nn.Module, drop: nn.Module, post: bool) -> Tensor:
+    """x + dropout(f(x)) around a LayerNorm: pre-LN normalises f's input, post-LN the sum."""
+    if post:
+        return norm(x + drop(f(x)))
+    return x + drop(f(norm(x)))
 
 
 class EncoderLayer(nn.Module):
-    def __init__(self, d_model: int, heads: int, ff: int, dropout: float):
+    def __init__(self, d_model: int, heads: int, ff: int, dropout: float, norm: str = "pre",
+                 activation: str = "relu"):
         super().__init__()
         self.norm1, self.norm2 = nn.LayerNorm(d_model), nn.LayerNorm(d_model)
         self.attn = SelfAttention(d_model, heads)
-        self.ff = feed_forward(d_model, ff)
+        self.ff = feed_forward(d_model, ff, activation)
         self.drop = Dropout(dropout)
+        self.post = norm == "post"
 
     def forward(self, x: Tensor, mask: Tensor) -> Tensor:  # (B, S, D), (B, S)
-        x = x + self.drop(self.attn(self.norm1(x), key_mask=mask)[0])
-        return x + self.drop(self.ff(self.norm2(x)))
+        x = residual(x, lambda h: self.attn(h, key_mask=mask)[0], self.norm1, self.drop, self.post)
+        return residual(x, self.ff, self.norm2, self.drop, self.post)
 
 
 class DecoderLayer(nn.Module):
-    def __init__(self, d_model: int, heads: int, ff: int, dropout: float, memory_dim: int):
+    def __init__(self, d_model: int, heads: int, ff: int, dropout: float, memory_dim: int, norm: str = "pre",
+                 activation: str = "relu"):
         super().__init__()
         self.norm1, self.norm2, self.norm3 = (nn.LayerNorm(d_model) for _ in range(3))
         self.self_attn = SelfAttention(d_model, heads)
         self.cross_attn = CrossAttention(d_model, heads, memory_dim)
-        self.ff = feed_forward(d_model, ff)
+        self.ff = feed_forward(d_model, ff, activation)
         self.drop = Dropout(dropout)
+        self.post = norm == "post"
 
     def forward(self, x: Tensor, cross_kv, memory_mask: Tensor, cache: Optional[KVCache] = None):
         """x (B, T, D) continuing the sequence in ``cache``; returns (B, T, D) and the new cache."""
-        h, cache = self.self_attn(self.norm1(x), causal=True, cache=cache)
-        x = x + self.drop(h)
-        x = x + self.drop(self.cross_attn(self.norm2(x), cross_kv, memory_mask))
-        return x + self.drop(self.ff(self.norm3(x))), cache
+        caches = []
+
+        def self_attend(h: Tensor) -> Tensor:
+            h, new_cache = self.self_attn(h, causal=True, cache=cache)
+            caches.append(new_cache)
+            return h
+
+        x = residual(x, self_attend, self.norm1, self.drop, self.post)
+        x = residual(x, lambda h: self.cross_attn(h, cross_kv, memory_mask), self.norm2, self.drop, self.post)
+        return residual(x, self.ff, self.norm3, self.drop, self.post), caches[0]

@@ -35,13 +35,25 @@ def prepare_tokenizers(cfg: Config, run_dir: Path, reuse: bool) -> Tokenizers:
     """Train the sentencepiece model(s) into ``run_dir``; with ``reuse``, load those already there."""
     run_dir, data, tok = Path(run_dir), cfg.data, cfg.tokenizer
     if reuse:
-        return Tokenizers.load(run_dir, tok.joint)
+        return load_tokenizers(cfg, run_dir)
+    if tok.kind == "marian":
+        raise UserError("tokenizer.kind: marian tokenizers come from `any2seq import-hf`; fine-tune an imported "
+                        "model with train.init: its directory")
     src = split_path(data, data.train, data.src_lang, "train")
     tgt = split_path(data, data.train, data.tgt_lang, "train")
     if tok.joint:
         joint = _train(tok, [src, tgt], run_dir / JOINT, cfg.train.seed)
         return Tokenizers(joint, joint)
     return Tokenizers(_train(tok, [src], run_dir / SRC, cfg.train.seed), _train(tok, [tgt], run_dir / TGT, cfg.train.seed))
+
+
+def load_tokenizers(cfg: Config, run_dir: Path) -> Tokenizers:
+    """The tokenizers saved in a run directory: sentencepiece model(s), or an imported Marian vocabulary."""
+    if cfg.tokenizer.kind == "marian":
+        from ..hf.tokenizer import load_marian_tokenizers
+
+        return load_marian_tokenizers(Path(run_dir))
+    return Tokenizers.load(run_dir, cfg.tokenizer.joint)
 
 
 def _train(tok: TokenizerConfig, paths: list[Path], out: Path, seed: int):
@@ -110,7 +122,7 @@ class Translation(Task):
         return prepare_tokenizers(cfg, run_dir, reuse)
 
     def load_tokenizers(self, cfg, run_dir):
-        return Tokenizers.load(run_dir, cfg.tokenizer.joint)
+        return load_tokenizers(cfg, run_dir)
 
     def build_model(self, cfg, toks, label_smoothing=0.0):
         return build_model(cfg.model, toks.src.vocab_size, toks.tgt.vocab_size, label_smoothing)
