@@ -118,9 +118,11 @@ def _value(cell: dict | None, digits: int, with_setting: bool) -> str:
 
 
 def precision_table(summary: dict, labels: dict) -> str:
-    """Each family's fp32 row and best-precision row, per measure."""
+    """Each family's fp32 row and best-precision row, per measure (a family with no figure, none)."""
     lines = ["| system | row | " + " | ".join(MEASURES.values()) + " |", "|---|---|---|---|---|"]
     for family, s in summary.items():
+        if not any(s["best_precision"].values()):
+            continue
         for key, row in (("fp32", "fp32"), ("best_precision", "best precision")):
             cells = [_value(s[key][m], 0 if m == "train" else 1, key != "fp32") for m in MEASURES]
             lines.append(f"| {labels[family]} | {row} | " + " | ".join(cells) + " |")

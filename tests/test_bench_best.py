@@ -81,8 +81,8 @@ def test_tables_show_two_rows_per_system_and_name_the_cpu():
     s = best.summarize(RESULTS, ORDER, SYSTEMS, VARIANTS)
     text = best.report_section(s, best.speedups(s, RATIO_ROWS), LABELS, "Test CPU 9000", "two rounds")
     precision = [line for line in best.precision_table(s, LABELS).splitlines()[2:]]
-    assert [line.split("|")[1:3] for line in precision] == [
-        [f" {LABELS[f]} ", f" {r} "] for f in s for r in ("fp32", "best precision")]
+    assert [line.split("|")[1:3] for line in precision] == [  # onmt, which failed, has no row
+        [f" {LABELS[f]} ", f" {r} "] for f in ("any2seq", "torch", "hf") for r in ("fp32", "best precision")]
     assert "| any2seq | best precision | 200 (bf16) | 50.0 (fp32) | 20.0 (fp32) |" in precision
     assert "| HF Marian | 35.0 (bf16) | 12.0 (fp32, 2 workers) |" in best.config_table(s, LABELS)
     assert text.count("on Test CPU 9000") == 3
