@@ -1,6 +1,6 @@
 """The any2seq benchmark: the same Multi30k de->en work for any2seq and its peers, one table.
 
-    python benchmarks/run.py [--quick] [--systems any2seq,any2seq-bf16,torch,hf,ct2,ct2-hf,onmt,joeynmt]
+    python benchmarks/run.py [--quick] [--systems any2seq,any2seq-bf16,torch,hf,hf-bf16,ct2,ct2-hf,onmt,joeynmt]
                              [--threads N] [--device auto|cpu|cuda] [--steps N] [--sentences N]
                              [--decode-rounds N] [--decode-only]
 
@@ -14,8 +14,9 @@ benchmarks/README.md for what is measured and how.
 3. systems: each in its own process (main venv or .bench-venv), writing a JSON result; then
    ``--decode-rounds`` more decoding passes of every system that keeps its model, in turn.
 4. merge: BLEU (sacreBLEU) of every decode, GFLOP/s, the median pass's sent/s, any2seq's speed-up
-   over each system (the median over the rounds), one JSON in benchmarks/results/, markdown tables
-   on stdout and a PNG bar chart.
+   over each system (the median over the rounds); each system's fp32 row, its best precision and
+   its best decoding configuration, and any2seq's speed-up over each peer on each footing
+   (best.py); one JSON in benchmarks/results/, markdown tables on stdout and a PNG bar chart.
 5. scaling (benchmarks/scaling.py): decode time vs output length with and without KV cache, and
    train tok/s vs batch tokens and model width.
 """
@@ -37,35 +38,47 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(HERE))
+import best  # noqa: E402  (benchmarks/best.py)
 
 # name -> (script, venv, the training system whose model it decodes, or None)
 SYSTEMS = {
     "any2seq": ("any2seq_sys.py", "main", None),
     "any2seq-bf16": ("any2seq_sys.py", "main", None),
+    "any2seq-w2": ("any2seq_sys.py", "main", "any2seq"),
     "any2seq-bf16-w2": ("any2seq_sys.py", "main", "any2seq-bf16"),
     "torch": ("torch_plain.py", "main", None),
     "hf": ("hf_marian.py", "peer", None),
+    "hf-bf16": ("hf_marian.py", "peer", None),
     "hf-w2": ("hf_marian.py", "peer", "hf"),
+    "hf-bf16-w2": ("hf_marian.py", "peer", "hf-bf16"),
     "ct2": ("ct2_any2seq.py", "main", "any2seq"),
     "ct2-hf": ("ct2_marian.py", "peer", "hf"),
     "ct2-hf-w2": ("ct2_marian.py", "peer", "hf"),
     "onmt": ("onmt_sys.py", "peer", None),
     "joeynmt": ("joeynmt_sys.py", "peer", None),
 }
-# Systems that are another system's script with settings changed: name -> spec["variant"]
-# (the -w2 rows decode two batches at a time, one thread each: any2seq's translate(workers=2) and
-# CTranslate2's inter_threads=2)
-VARIANTS = {"any2seq-bf16": {"bf16": True}, "any2seq-bf16-w2": {"bf16": True, "workers": 2},
-            "ct2-hf-w2": {"workers": 2}, "hf-w2": {"workers": 2}}
-LABELS = {"any2seq": "any2seq", "any2seq-bf16": "any2seq, bf16 autocast", "any2seq-bf16-w2": "any2seq, bf16, 2 workers",
-          "torch": "plain PyTorch (no KV cache)", "hf": "HF Marian", "hf-w2": "HF Marian, 2 workers",
-          "ct2": "CTranslate2 (any2seq export)", "ct2-hf": "CTranslate2 (HF Marian)",
-          "ct2-hf-w2": "CTranslate2 (HF Marian), 2 workers", "onmt": "OpenNMT-py", "joeynmt": "JoeyNMT"}
-SHORT = {"any2seq": "any2seq", "any2seq-bf16": "any2seq\nbf16", "any2seq-bf16-w2": "any2seq\nbf16 x2",
-         "torch": "PyTorch\n(no cache)", "hf": "HF Marian", "hf-w2": "HF Marian\nx2", "ct2": "CT2\n(any2seq)",
-         "ct2-hf": "CT2\n(HF)", "ct2-hf-w2": "CT2 (HF)\nx2", "onmt": "OpenNMT-py", "joeynmt": "JoeyNMT"}
+# Systems that are another system's script with settings changed: name -> spec["variant"]. The rows
+# of one script are one system in the best-of tables (best.py): "precision" bf16 trains under bf16
+# autocast and decodes with bf16 weights, each system as its users would; the -w2 rows decode two
+# batches at a time, one thread each (any2seq's translate(workers=2), CTranslate2's inter_threads=2,
+# the benchmark's thread pool around HF generate).
+VARIANTS = {"any2seq-bf16": {"precision": "bf16"}, "any2seq-w2": {"workers": 2},
+            "any2seq-bf16-w2": {"precision": "bf16", "workers": 2}, "hf-bf16": {"precision": "bf16"},
+            "hf-w2": {"workers": 2}, "hf-bf16-w2": {"precision": "bf16", "workers": 2},
+            "ct2-hf-w2": {"workers": 2}}
+LABELS = {"any2seq": "any2seq", "any2seq-bf16": "any2seq, bf16 autocast", "any2seq-w2": "any2seq, 2 workers",
+          "any2seq-bf16-w2": "any2seq, bf16, 2 workers", "torch": "plain PyTorch (no KV cache)", "hf": "HF Marian",
+          "hf-bf16": "HF Marian, bf16 autocast", "hf-w2": "HF Marian, 2 workers",
+          "hf-bf16-w2": "HF Marian, bf16, 2 workers", "ct2": "CTranslate2 (any2seq export)",
+          "ct2-hf": "CTranslate2 (HF Marian)", "ct2-hf-w2": "CTranslate2 (HF Marian), 2 workers",
+          "onmt": "OpenNMT-py", "joeynmt": "JoeyNMT"}
+SHORT = {"any2seq": "any2seq", "any2seq-bf16": "any2seq\nbf16", "any2seq-w2": "any2seq\nx2",
+         "any2seq-bf16-w2": "any2seq\nbf16 x2", "torch": "PyTorch\n(no cache)", "hf": "HF Marian",
+         "hf-bf16": "HF Marian\nbf16", "hf-w2": "HF Marian\nx2", "hf-bf16-w2": "HF Marian\nbf16 x2",
+         "ct2": "CT2\n(any2seq)", "ct2-hf": "CT2\n(HF)", "ct2-hf-w2": "CT2 (HF)\nx2", "onmt": "OpenNMT-py",
+         "joeynmt": "JoeyNMT"}
 DEFAULT_SYSTEMS = ",".join(SYSTEMS)
-DECODE_ONLY = ["any2seq", "any2seq-bf16", "hf", "onmt"]  # trainers that keep their model in the workdir
+DECODE_ONLY = ["any2seq", "any2seq-bf16", "hf", "hf-bf16", "onmt"]  # trainers that keep their model in the workdir
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -460,19 +473,19 @@ def main(argv=None) -> int:
               f"{args.threads} threads)", file=sys.stderr, flush=True)
         spec = prepare(args, run, workdir)
         spec_path.write_text(json.dumps(spec, indent=1), encoding="utf-8")
+    order = [s for s in args.systems.split(",") if s]
+    order = sorted(dict.fromkeys(order), key=list(SYSTEMS).index)  # trainers before the engines that need them
     probe = matmul_probe(args.threads, "cpu")
     probes = {"cpu": probe}
     if run["device"] == "cuda":
         probes["cuda"] = matmul_probe(args.threads, "cuda", n=8192, seconds=1.0)
         probe = probes["cuda"]
-    if any(VARIANTS.get(s, {}).get("bf16") for s in args.systems.split(",")):  # bf16 rows: their own peak
+    if any(VARIANTS.get(s, {}).get("precision") == "bf16" for s in order):  # bf16 rows: their own peak
         probes[f"{run['device']}-bf16"] = matmul_probe(args.threads, run["device"], n=probe["n"], dtype="bfloat16")
     for p in probes.values():
         print(f"bench: matmul probe {p['gflop_s']:.1f} GFLOP/s ({p['device']}, {p['dtype']})", file=sys.stderr,
               flush=True)
 
-    order = [s for s in args.systems.split(",") if s]
-    order = sorted(dict.fromkeys(order), key=list(SYSTEMS).index)  # trainers before the engines that need them
     peers = peer_status(args.peer_python)
     results: dict = {}
     skipped: set[str] = set()  # main-venv systems --decode-only cannot run: not failures
@@ -502,9 +515,11 @@ def main(argv=None) -> int:
         results[name] = run_system(name, sys_spec, path, args, workdir)
     decode_again(order, results, spec, args, workdir, run["decode_rounds"])
     for name in order:
-        bf16 = VARIANTS.get(name, {}).get("bf16")
+        bf16 = VARIANTS.get(name, {}).get("precision") == "bf16"
         score(results[name], spec, probes[f"{run['device']}-bf16"] if bf16 else probe)
     ratios = decode_ratios(results, order)
+    summary = best.summarize(results, order, SYSTEMS, VARIANTS)
+    speedups = best.speedups(summary, ratios)
 
     scaling = None
     if not args.no_scaling:
@@ -527,19 +542,23 @@ def main(argv=None) -> int:
             "load_avg": os.getloadavg(),
             "wall_s": round(time.perf_counter() - started, 1), "command": " ".join(sys.argv)}
     report = {"meta": meta, "spec": {k: v for k, v in spec.items() if k != "test_src_lengths"}, "probe": probes,
-              "systems": results, "decode_ratios": ratios, "scaling": scaling}
+              "systems": results, "decode_ratios": ratios, "best": summary, "speedups": speedups,
+              "scaling": scaling}
     json_path = args.results / f"{stem}.json"
     json_path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     md = table(results, order)
     rt = ratio_table(ratios, order)
+    rounds, chip = run["decode_rounds"], meta["gpu"] or meta["cpu"]  # every heading names the chip it ran on
+    how = (f"the median of {rounds} rounds that decoded every system in turn" if rounds
+           else "one pass each, minutes apart: --decode-rounds N for ratios taken side by side")
     if rt:
-        rounds = run["decode_rounds"]
-        how = (f"the median of {rounds} rounds that decoded every system in turn" if rounds
-               else "one pass each, minutes apart: --decode-rounds N for ratios taken side by side")
-        md += f"\n\nDecoding speed, any2seq over each other system ({how}; range in brackets):\n\n{rt}"
+        md += (f"\n\nDecoding speed, any2seq over each other system ({how}; range in brackets), on {chip}:"
+               f"\n\n{rt}")
+    md += "\n\n" + best.report_section(summary, speedups, LABELS, chip, how)
     m = spec["model"]
-    title = (f"any2seq benchmark {meta['date']} on {host}: Multi30k de-en, d{m['d_model']} {m['layers']}+{m['layers']} "
-             f"layers, {run['steps']} steps, {run['sentences']} sentences, {run['device']}, {args.threads} threads"
+    title = (f"any2seq benchmark {meta['date']} on {host} ({chip}): Multi30k de-en, d{m['d_model']} "
+             f"{m['layers']}+{m['layers']} layers, {run['steps']} steps, {run['sentences']} sentences, "
+             f"{run['device']}, {args.threads} threads"
              + (" (decoding only, models of the last run)" if args.decode_only else ""))
     (args.results / f"{stem}.md").write_text(f"{title}\n\n{md}\n", encoding="utf-8")
     if not args.no_plot:

@@ -1,4 +1,4 @@
-"""any2seq (and any2seq-bf16: bf16 autocast in training, bf16 weights in decoding): its own training
+"""any2seq (and any2seq-bf16: ``train.precision: bf16``, bf16 weights in decoding): its own training
 loop (``any2seq.runner.train`` -> ``any2seq.train.loop.fit``) on the shared tokenizer and batches,
 then ``any2seq.load(DIR).translate(lines, beam=...)``.
 
@@ -31,7 +31,8 @@ def config_dict(spec: dict, out: Path) -> dict:
         "train": {"seed": t["seed"], "batch_tokens": t["batch_tokens"], "lr": t["lr"], "schedule": "inverse_sqrt",
                   "warmup": t["lr_warmup"], "label_smoothing": t["label_smoothing"], "clip": t["clip"],
                   "max_steps": t["steps"], "valid_every": t["steps"], "valid_bleu": False, "metric": "loss",
-                  "log_every": max(t["steps"], 1), "keep_last": 1, "precision": "bf16" if spec.get("variant", {}).get("bf16") else "fp32",
+                  "log_every": max(t["steps"], 1), "keep_last": 1,
+                  "precision": spec.get("variant", {}).get("precision", "fp32"),
                   "threads": spec["threads"]},
         "decode": {"beam": spec["decode"]["beam"], "max_len_a": spec["decode"]["max_len_a"],
                    "max_len_b": spec["decode"]["max_len_b"]},
@@ -94,7 +95,7 @@ def body(spec: dict) -> dict:
     from any2seq.models import count_parameters
 
     variant = spec.get("variant", {})
-    name, bf16, workers = spec.get("system", "any2seq"), bool(variant.get("bf16")), variant.get("workers", 1)
+    name, bf16, workers = spec.get("system", "any2seq"), variant.get("precision") == "bf16", variant.get("workers", 1)
     out = Path(spec.get("source_model") or Path(spec["workdir"]) / "models" / name)  # a decoding variant: its source's
     timer = StepTimer(device)
     state = None if spec.get("decode_only") or spec.get("source_model") else train(spec, out, timer)

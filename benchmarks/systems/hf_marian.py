@@ -1,6 +1,10 @@
 """Hugging Face transformers: a ``MarianMTModel`` of the same size (random init, post-LN as Marian
 is), trained by a plain loop on the shared batches, decoded with ``generate``.
 
+``hf-bf16`` (``variant["precision"] == "bf16"``) is what an HF user does for bf16 on a CPU: the same
+loop with the forward pass and loss under ``torch.autocast(dtype=torch.bfloat16)`` (float32 master
+weights, saved as float32), and ``generate`` on the model cast to bf16 (``model.to(torch.bfloat16)``).
+
 Marian's conventions are kept so that CTranslate2's converter takes the model as it is: the
 shared sentencepiece vocabulary plus a final ``<pad>`` (pad and decoder start, a zero
 embedding), sources end in ``</s>``. The model and a ``MarianTokenizer`` are saved for ct2-hf.
@@ -68,8 +72,8 @@ def save_tokenizer(sp, spm_path: str, out: Path) -> None:
     tok.save_pretrained(out)
 
 
-def train_model(model, spec: dict, device, pad: int) -> dict:
-    """Train ``model`` on the shared batches; the timer's summary."""
+def train_model(model, spec: dict, device, pad: int, bf16: bool = False) -> dict:
+    """Train ``model`` on the shared batches (under bf16 autocast with ``bf16``); the timer's summary."""
     import torch
     import torch.nn.functional as F
 
@@ -91,9 +95,10 @@ def train_model(model, spec: dict, device, pad: int) -> dict:
         labels = torch.from_numpy(b["tgt"]).long()
         labels = labels.masked_fill(labels == PAD, -100)
         src, mask, labels = src.to(device), mask.long().to(device), labels.to(device)
-        logits = model(input_ids=src, attention_mask=mask, labels=labels).logits
-        loss = F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(), ignore_index=-100,
-                               label_smoothing=t["label_smoothing"], reduction="sum")
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            logits = model(input_ids=src, attention_mask=mask, labels=labels).logits
+            loss = F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(), ignore_index=-100,
+                                   label_smoothing=t["label_smoothing"], reduction="sum")
         update(opt, params, loss, n_tokens, step, t)
     timer.end()
     return {**timer.summary(t["timing_warmup"]), "params": sum(p.numel() for p in params)}
@@ -109,19 +114,23 @@ def body(spec: dict) -> dict:
     sp = spm.SentencePieceProcessor(model_file=spec["spm"])
     vocab = sp.vocab_size() + 1
     pad = vocab - 1
-    workers = spec.get("variant", {}).get("workers", 1)
-    out = Path(spec.get("source_model") or Path(spec["workdir"]) / "models" / "hf")
+    name, variant = spec.get("system", "hf"), spec.get("variant", {})
+    workers, bf16 = variant.get("workers", 1), variant.get("precision") == "bf16"
+    out = Path(spec.get("source_model") or Path(spec["workdir"]) / "models" / name)
     if spec.get("decode_only") or spec.get("source_model"):  # the model the last run saved; hf-w2: hf's
         model, train = transformers.MarianMTModel.from_pretrained(out).to(device), None
     else:
         model = build(spec, vocab).to(device)
-        train = train_model(model, spec, device, pad)
+        train = train_model(model, spec, device, pad, bf16)
         out.mkdir(parents=True, exist_ok=True)
         model.save_pretrained(out)
         save_tokenizer(sp, spec["spm"], out)
     model.eval()
+    if bf16:
+        model.to(torch.bfloat16)
     result = {"train": train, "model_dir": str(out), "versions": versions("torch", "transformers"), "decode": {},
-              "note": "MarianMTModel (post-LN), generate()"}
+              "note": "MarianMTModel (post-LN), generate()" + (
+                  "; bf16 autocast in training, bf16 weights in decoding; % of the bf16 matmul probe" if bf16 else "")}
 
     def run(batch_lines, indices, beam):
         ids = [s + [EOS] for s in sp.encode(batch_lines)]
@@ -150,7 +159,7 @@ def body(spec: dict) -> dict:
                                 initargs=(max(1, spec["threads"] // workers),)) as pool:
             return [text for texts in pool.map(lambda b: run(b, None, beam), batches) for text in texts]
 
-    result["decode"] = decode_modes(spec.get("system", "hf"), run, spec, run_all if workers > 1 else None)
+    result["decode"] = decode_modes(name, run, spec, run_all if workers > 1 else None)
     if workers > 1:
         result["note"] += (f"; {workers} batches at a time (threads sharing the model, as any2seq's workers: "
                            "HF has no such option of its own)")
