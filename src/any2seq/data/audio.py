@@ -17,11 +17,13 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UserError
+from ..fileio import GiB, read_regular
 
 DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 FSDD_NAME = re.compile(r"^(\d)_([^_/\\]+)_(\d+)\.wav$")  # {digit}_{speaker}_{index}.wav
 FSDD_URL = "https://github.com/Jakobovski/free-spoken-digit-dataset/archive/refs/tags/v1.0.10.zip"
 SPLITS = ("train", "valid", "test", "held_out")
+MAX_WAV_BYTES = GiB  # 18 hours of 16-bit audio at 8 kHz
 
 
 def _one_line(e: BaseException) -> str:
@@ -39,12 +41,7 @@ def read_wav(path_or_bytes, sample_rate: int = 8000, name: str | None = None) ->
         name, data = name or "<uploaded audio>", bytes(path_or_bytes)
     else:
         name = name or str(path_or_bytes)
-        try:
-            data = Path(path_or_bytes).read_bytes()
-        except FileNotFoundError:
-            raise UserError(f"{name}: no such WAV file") from None
-        except (OSError, ValueError) as e:  # ValueError: a NUL in the name
-            raise UserError(f"{name}: cannot read audio file ({getattr(e, 'strerror', None) or _one_line(e)})") from None
+        data = read_regular(path_or_bytes, MAX_WAV_BYTES, name, "no such WAV file", "audio file")
     expected = f"expected 16-bit PCM mono WAV at {sample_rate} Hz"
     try:
         with wave.open(io.BytesIO(data), "rb") as w:
