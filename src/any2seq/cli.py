@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import math
 import sys
@@ -419,11 +420,13 @@ def _evaluate_manifest(args) -> int:
 
 
 def _print_metrics(metrics: dict, as_json: bool) -> None:
+    """The scores on stdout, flushed: they are printed before anything is written, so a full disk
+    cannot lose a finished decode's results; NaN and infinity print as JSON's null."""
     if as_json:
-        print(json.dumps(metrics))
+        print(json.dumps(_finite(metrics), allow_nan=False), flush=True)
     else:
         for key, value in metrics.items():
-            print(f"{key} {value:.2f}" if isinstance(value, float) else f"{key} {value}")
+            print(f"{key} {value:.2f}" if isinstance(value, float) else f"{key} {value}", flush=True)
 
 
 def _evaluate_split(args) -> int:
@@ -441,13 +444,13 @@ def _evaluate_split(args) -> int:
         raise UserError(f"--strip: this {predictor.task} model writes text; --strip is for frame models")
     metrics, outputs = predictor.evaluate(args.split, progress=sys.stderr.isatty(), beam=args.beam,
                                           length_penalty=args.length_penalty, max_len=args.max_len, **batching)
+    _print_metrics(metrics, args.json)  # the scores first: a full disk below must not lose a finished decode's results
     if args.strip:
         _write_strip(args.strip, predictor, args.split, outputs)
     if args.hyps and predictor.output_kind == "text":
         from .fileio import atomic_write
 
         atomic_write(args.hyps, "".join(h + "\n" for h in outputs))
-    _print_metrics(metrics, args.json)
     return 0
 
 
@@ -492,14 +495,14 @@ def _evaluate_files(args) -> int:
     translator = _translator(args)
     hyps = translator.translate(src, beam=args.beam, length_penalty=args.length_penalty, max_len=args.max_len,
                                 progress=sys.stderr.isatty(), **batching)
-    if args.hyps:
-        atomic_write(args.hyps, "".join(h + "\n" for h in hyps))
     scores = bleu_chrf(hyps, ref, lowercase=args.lowercase)
-    if args.json:
-        print(json.dumps({k: scores[k] for k in ("bleu", "chrf", "signature")}))
+    if args.json:  # the scores first: a full disk below must not lose a finished decode's results
+        print(json.dumps({k: scores[k] for k in ("bleu", "chrf", "signature")}), flush=True)
     else:
         print(f"BLEU {scores['bleu']:.2f}  ({scores['signature']})")
-        print(f"chrF {scores['chrf']:.2f}  ({scores['chrf_signature']})")
+        print(f"chrF {scores['chrf']:.2f}  ({scores['chrf_signature']})", flush=True)
+    if args.hyps:
+        atomic_write(args.hyps, "".join(h + "\n" for h in hyps))
     return 0
 
 
@@ -509,7 +512,7 @@ def cmd_info(args) -> int:
 
     card, cfg = read_card(args.model), read_config(args.model)
     if args.json:
-        print(json.dumps({"card": card, "config": config_to_dict(cfg)}, indent=2))
+        print(json.dumps(_finite({"card": card, "config": config_to_dict(cfg)}), indent=2, allow_nan=False))
         return 0
     enc, dec = cfg.model.encoder, cfg.model.decoder
     valid = card.get("valid", {})
@@ -523,11 +526,22 @@ def cmd_info(args) -> int:
     if "signature" in valid:
         rows.append(("sacreBLEU", valid["signature"]))
     if "averaged" in card:
-        rows.append(("averaged", ", ".join(card["averaged"])))
+        rows.append(("averaged", ", ".join(map(str, card["averaged"]))))
     rows.append(("written by", f"any2seq {card.get('any2seq_version', '?')} (format {card.get('format_version')})"))
     for key, value in rows:
         print(f"{key:<11} {value}")
     return 0
+
+
+def _finite(obj):
+    """``obj`` with NaN and infinities as None: JSON has no such numbers (Python would print NaN)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
 
 
 def _describe(component) -> str:
@@ -547,9 +561,9 @@ def cmd_download(args) -> int:
 
 
 def cmd_average(args) -> int:
-    from .fileio import atomic_write, writable_dir
+    from .fileio import atomic_write, check_new_dir, read_regular, staged_dir
     from .modeldir import read_card, write_card
-    from .train.checkpoint import average_checkpoints, checkpoint_dirs, save_tensors
+    from .train.checkpoint import MAX_JSON_BYTES, average_checkpoints, checkpoint_dirs, save_tensors
 
     if args.last < 1:
         raise UserError(f"--last: must be at least 1, got {args.last}")
@@ -559,14 +573,15 @@ def cmd_average(args) -> int:
         raise UserError(f"{args.run}: no checkpoints to average")
     if args.out.resolve() == args.run.resolve():
         raise UserError(f"--out: {args.out} is the run itself; choose a new directory")
+    check_new_dir(args.out, f"--out {args.out}")  # never over another model (as export)
     averaged = average_checkpoints(ckpts)
-    writable_dir(args.out)
-    for name in ("config.yaml", "spm.model", "spm.src.model", "spm.tgt.model"):
-        if (args.run / name).is_file():
-            atomic_write(args.out / name, (args.run / name).read_bytes())
-    save_tensors(args.out / "model.safetensors", averaged)
-    write_card(args.out, {**{k: v for k, v in card.items() if k not in ("format_version", "any2seq_version")},
-                          "averaged": [c.name for c in ckpts]})
+    with staged_dir(args.out) as tmp:
+        for name in ("config.yaml", "spm.model", "spm.src.model", "spm.tgt.model"):
+            if (args.run / name).exists() or (args.run / name).is_symlink():
+                atomic_write(tmp / name, read_regular(args.run / name, MAX_JSON_BYTES))
+        save_tensors(tmp / "model.safetensors", averaged)
+        write_card(tmp, {**{k: v for k, v in card.items() if k not in ("format_version", "any2seq_version")},
+                         "averaged": [c.name for c in ckpts]})
     print(f"averaged {len(ckpts)} checkpoints ({ckpts[0].name} .. {ckpts[-1].name}) -> {args.out}", file=sys.stderr)
     return 0
 
@@ -605,12 +620,20 @@ COMMANDS = {"train": cmd_train, "translate": cmd_translate, "predict": cmd_predi
             "import-hf": cmd_import_hf, "serve": cmd_serve, "plot": cmd_plot}
 
 
+WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS}  # the disk's fault, not the code's
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)
     except UserError as e:
         print(f"any2seq {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # a write the code did not wrap in a UserError: a full disk is not a bug
+        if e.errno not in WRITE_ERRNOS:
+            raise
+        print(f"any2seq {args.command}: error: {e.filename or 'writing'}: {e.strerror}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"any2seq {args.command}: interrupted", file=sys.stderr)

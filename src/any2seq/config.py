@@ -14,10 +14,35 @@ from typing import Any, Literal, Union
 
 import yaml
 
-from .errors import UserError
+from .errors import UserError, clip, preview
+from .fileio import MiB, read_regular
 from .task_metrics import TASK_METRICS
+from .yamlio import parse_yaml
 
 # --- components -------------------------------------------------------------------------------
+
+# Bounds on sizes, far above any model this toolkit trains (GPT-3: width 12288, 96 layers, 96 heads),
+# so a typo fails at load instead of a division by zero, a huge allocation or a build that never ends.
+MAX_WIDTH, MAX_LAYERS, MAX_HEADS = 65536, 1000, 1024
+
+
+def _sizes(obj, keys: str, low: int = 1, high: int = MAX_WIDTH) -> None:
+    for key in keys.split():
+        value = getattr(obj, key)
+        _require(low <= value <= high, key, f"must be in {low}..{high}, got {value}")
+
+
+def _attention_sizes(obj, min_layers: int = 1) -> None:
+    """d_model, heads (dividing d_model), ff, layers and dropout of a Transformer stack."""
+    _sizes(obj, "d_model ff")
+    _sizes(obj, "heads", high=MAX_HEADS)
+    _sizes(obj, "layers", low=min_layers, high=MAX_LAYERS)
+    _require(obj.d_model % obj.heads == 0, "d_model", f"{obj.d_model} is not a multiple of heads={obj.heads}")
+    _dropout(obj)
+
+
+def _dropout(obj) -> None:
+    _require(0.0 <= obj.dropout < 1.0, "dropout", f"must be in [0, 1), got {obj.dropout}")
 
 
 @dataclass(frozen=True)
@@ -35,7 +60,8 @@ class TransformerConfig:
     activation: Literal["relu", "gelu", "swish"] = "relu"  # the feed-forward's (swish = SiLU, Marian's)
 
     def check(self):
-        _require(self.d_model % self.heads == 0, "d_model", f"{self.d_model} is not a multiple of heads={self.heads}")
+        _attention_sizes(self)
+        _sizes(self, "max_positions", high=1 << 20)
 
 
 @dataclass(frozen=True)
@@ -59,6 +85,11 @@ class RNNEncoderConfig:
     bidirectional: bool = True
     dropout: float = 0.1
 
+    def check(self):
+        _sizes(self, "embed hidden")
+        _sizes(self, "layers", high=MAX_LAYERS)
+        _dropout(self)
+
 
 @dataclass(frozen=True)
 class RNNDecoderConfig:
@@ -68,6 +99,11 @@ class RNNDecoderConfig:
     layers: int = 1
     dropout: float = 0.1
     attention: Literal["none", "bahdanau", "dot", "general"] = "bahdanau"
+
+    def check(self):
+        _sizes(self, "embed hidden")
+        _sizes(self, "layers", high=MAX_LAYERS)
+        _dropout(self)
 
 
 @dataclass(frozen=True)
@@ -86,9 +122,12 @@ class ImageEncoderConfig:
 
     def check(self):
         _require(self.channels in (1, 3), "channels", f"must be 1 (grey) or 3 (RGB), got {self.channels}")
-        _require(self.d_model % self.heads == 0, "d_model", f"{self.d_model} is not a multiple of heads={self.heads}")
-        for key in ("width", "stages", "blocks"):
-            _require(getattr(self, key) >= 1, key, "must be at least 1")
+        _attention_sizes(self, min_layers=0)
+        _sizes(self, "width")
+        _sizes(self, "stages", high=16)  # each halves the image
+        _sizes(self, "blocks", high=MAX_LAYERS)
+        _require(self.width << (self.stages - 1) <= MAX_WIDTH, "width",
+                 f"{self.width} doubled over {self.stages} stages is more than {MAX_WIDTH}")
 
 
 @dataclass(frozen=True)
@@ -120,8 +159,11 @@ class AudioEncoderConfig:
 
     def check(self):
         _require(self.subsample in (1, 2, 4, 8), "subsample", f"must be 1, 2, 4 or 8, got {self.subsample}")
-        _require(self.d_model % self.heads == 0, "d_model", f"{self.d_model} is not a multiple of heads={self.heads}")
+        _attention_sizes(self)
+        _sizes(self, "sample_rate", high=384_000)
+        _sizes(self, "n_fft n_mels", high=1 << 16)
         _require(0 < self.hop <= self.n_fft, "hop", f"must be in (0, n_fft={self.n_fft}]")
+        _sizes(self, "freq_masks freq_mask_width time_masks time_mask_width", low=0, high=1 << 16)
 
 
 @dataclass(frozen=True)
@@ -140,9 +182,8 @@ class FramesDecoderConfig:
     # decoder's own predictions (free running: trains exactly what rollout does, no exposure bias)
 
     def check(self):
-        _require(self.d_model % self.heads == 0, "d_model", f"{self.d_model} is not a multiple of heads={self.heads}")
-        _require(self.patch >= 1, "patch", "must be at least 1")
-        _require(self.layers >= 1, "layers", "must be at least 1")
+        _attention_sizes(self)
+        _sizes(self, "patch", high=4096)
 
 
 EncoderConfig = Union[TransformerEncoderConfig, RNNEncoderConfig, ImageEncoderConfig, VideoEncoderConfig,
@@ -283,6 +324,8 @@ class TrainConfig:
     log_every: int = 50
 
     def check(self):
+        for i, beta in enumerate(self.betas):  # Adam's moment decays
+            _require(0.0 <= beta < 1.0, f"betas[{i}]", f"must be in [0, 1), got {beta}")
         _require(self.batch_tokens > 0, "batch_tokens", "must be positive")
         _require(self.accum >= 1, "accum", "must be at least 1")
         _require(1 <= self.pad_to <= 64, "pad_to", f"must be 1 to 64, got {self.pad_to}")
@@ -343,6 +386,8 @@ class Config:
 
 # --- loading ----------------------------------------------------------------------------------
 
+MAX_CONFIG_BYTES = MiB  # a config file or one --set value; the recipes are a few KB
+
 
 class _Invalid(Exception):
     def __init__(self, key: str, message: str):
@@ -358,19 +403,14 @@ def _require(ok: bool, key: str, message: str):
 def load_config(path: str | Path, overrides: list[str] = ()) -> Config:
     """Read a YAML config, apply ``key.path=value`` overrides, and validate it."""
     path = Path(path)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise UserError(f"{path}: no such config file") from None
-    except OSError as e:
-        raise UserError(f"{path}: cannot read config ({e.strerror or e})") from None
+    data = read_regular(path, MAX_CONFIG_BYTES, missing="no such config file", what="config")
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:
         line = data[: e.start].count(b"\n") + 1
         raise UserError(f"{path}:{line}: not valid UTF-8 (byte 0x{data[e.start]:02x})") from None
     try:
-        raw = yaml.safe_load(text)
+        raw = parse_yaml(text, str(path))
     except yaml.YAMLError as e:
         raise UserError(_yaml_error(path, e)) from None
     raw = {} if raw is None else raw
@@ -388,7 +428,9 @@ def load_config(path: str | Path, overrides: list[str] = ()) -> Config:
         return _build(Config, raw, "")
     except _Invalid as e:  # blame --set for the keys it set, the file for the rest
         set_keys = [item.partition("=")[0].strip() + "." for item in overrides]
-        source = "--set" if any(k.startswith(e.key + ".") for k in set_keys) else f"{path}:"
+        key = e.key.split("[")[0] + "."  # train.betas[0] -> train.betas.
+        # --set set this key, a section holding it (--set model.encoder={...}), or a key inside it
+        source = "--set" if any(key.startswith(k) or k.startswith(key) for k in set_keys) else f"{path}:"
         raise UserError(f"{source} {e.key}: {e.message}") from None
 
 
@@ -407,17 +449,21 @@ def apply_override(raw: dict, item: str) -> None:
     """``train.lr=3e-4`` -> raw["train"]["lr"] = 3e-4 (the value is parsed as YAML)."""
     key, sep, value = item.partition("=")
     if not sep or not key.strip() or any(not part for part in key.strip().split(".")):
-        raise UserError(f"--set {item}: expected KEY.PATH=VALUE, e.g. --set train.lr=3e-4")
+        raise UserError(f"--set {clip(item)}: expected KEY.PATH=VALUE, e.g. --set train.lr=3e-4")
+    key = key.strip()
+    if len(value) > MAX_CONFIG_BYTES:
+        raise UserError(f"--set {clip(key)}: a value of {len(value):,} characters, "
+                        f"at most {MAX_CONFIG_BYTES:,}")
     try:
-        parsed = yaml.safe_load(value) if value.strip() else ""
+        parsed = parse_yaml(value, f"--set {clip(key)}") if value.strip() else ""
     except yaml.YAMLError:
-        raise UserError(f"--set {item}: cannot parse the value {value!r}") from None
+        raise UserError(f"--set {clip(key)}: cannot parse the value {preview(value)}") from None
     node = raw
-    parts = key.strip().split(".")
+    parts = key.split(".")
     for part in parts[:-1]:
         node = node.setdefault(part, {})
         if not isinstance(node, dict):
-            raise UserError(f"--set {item}: {part} is not a section")
+            raise UserError(f"--set {clip(key)}: {clip(part)} is not a section")
     node[parts[-1]] = parsed
 
 
@@ -469,7 +515,7 @@ def _build(cls, raw: Any, prefix: str):
             raw = {**raw, "data": {}}
     for key in raw:
         if key not in fields:
-            raise _Invalid(f"{prefix}{key}", f"unknown key (valid keys: {', '.join(fields)})")
+            raise _Invalid(f"{prefix}{clip(key)}", f"unknown key (valid keys: {', '.join(fields)})")
     values = {k: _convert(hints[k], v, f"{prefix}{k}") for k, v in raw.items()}
     try:
         obj = cls(**values)
@@ -536,7 +582,7 @@ def _pick_kind(classes, value, key: str):
 
 
 def _show(value) -> str:
-    return f"{type(value).__name__} {value!r}" if not isinstance(value, dict) else "a mapping"
+    return f"{type(value).__name__} {preview(value)}" if not isinstance(value, dict) else "a mapping"
 
 
 def config_to_dict(cfg) -> dict:

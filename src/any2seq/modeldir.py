@@ -13,10 +13,11 @@ from pathlib import Path
 import yaml
 
 from . import __version__
-from .config import Config, config_from_dict, config_to_dict, dump_config
-from .errors import UserError
-from .fileio import atomic_write
+from .config import MAX_CONFIG_BYTES, Config, config_from_dict, config_to_dict, dump_config
+from .errors import UserError, clip, preview
+from .fileio import atomic_write, read_regular
 from .tasks import get_task
+from .yamlio import parse_yaml
 from .train.checkpoint import FORMAT_VERSION, load_weights, read_json, write_json
 
 LIMIT_KEYS = {"train.max_steps", "train.max_minutes", "train.max_epochs", "train.patience",
@@ -29,11 +30,11 @@ def write_config(run_dir: Path, cfg: Config) -> None:
 
 def read_config(run_dir: Path) -> Config:
     path = Path(run_dir) / "config.yaml"
-    if not path.is_file():
-        raise UserError(f"{path}: missing; is {run_dir} a model directory written by `any2seq train`?")
+    data = read_regular(path, MAX_CONFIG_BYTES,
+                        missing=f"missing; is {run_dir} a model directory written by `any2seq train`?")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
+        raw = parse_yaml(data.decode("utf-8"), str(path))
+    except (UnicodeDecodeError, yaml.YAMLError) as e:
         raise UserError(f"{path}: not a readable config ({e.__class__.__name__})") from None
     return config_from_dict(raw if isinstance(raw, dict) else {}, source=str(path))
 
@@ -48,6 +49,12 @@ def config_changes(old: Config, new: Config) -> list[str]:
                   and not k.startswith("decode."))
 
 
+# What readers of a card (info, serve, average) use, and the types they expect.
+CARD_FIELDS = {"task": (str,), "input": (str,), "output": (str,), "encoder": (str,), "decoder": (str,),
+               "parameters": (int,), "step": (int,), "data": (dict,), "valid": (dict,), "averaged": (list,),
+               "any2seq_version": (str,)}
+
+
 def write_card(run_dir: Path, card: dict) -> None:
     write_json(Path(run_dir) / "model.json", {"format_version": FORMAT_VERSION, "any2seq_version": __version__, **card})
 
@@ -56,10 +63,16 @@ def read_card(run_dir: Path) -> dict:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise UserError(f"{run_dir}: no such model directory")
-    card = read_json(run_dir / "model.json")
-    if card.get("format_version") != FORMAT_VERSION:
-        raise UserError(f"{run_dir / 'model.json'}: written by any2seq {card.get('any2seq_version', '?')} in format "
-                        f"{card.get('format_version')}; this any2seq ({__version__}) reads format {FORMAT_VERSION}")
+    path = run_dir / "model.json"
+    card = read_json(path)
+    version = card.get("format_version")
+    if version != FORMAT_VERSION or isinstance(version, bool):
+        raise UserError(f"{path}: written by any2seq {clip(card.get('any2seq_version', '?'))} in format "
+                        f"{preview(version)}; this any2seq ({__version__}) reads format {FORMAT_VERSION}")
+    for key, kinds in CARD_FIELDS.items():
+        if key in card and (not isinstance(card[key], kinds) or isinstance(card[key], bool)):
+            names = " or ".join(k.__name__ for k in kinds)
+            raise UserError(f"{path}: {key!r} must be {names}, got {type(card[key]).__name__} {preview(card[key])}")
     return card
 
 

@@ -42,7 +42,7 @@ def test_atomic_write_keeps_the_old_file_when_the_write_fails(tmp_path, monkeypa
     def crash(*args):
         raise OSError("disk full")
     monkeypatch.setattr(os, failing, crash)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(UserError, match="model.json: cannot write \\(disk full\\)"):  # one line, no traceback
         atomic_write(path, "new contents that never land\n")
     monkeypatch.undo()
     assert path.read_text() == "old contents\n"

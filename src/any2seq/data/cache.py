@@ -16,7 +16,7 @@ from tqdm import tqdm
 from any2seq.data.text import count_lines, read_lines
 from any2seq.data.tokenizer import Tokenizer
 from any2seq.errors import UserError, where
-from any2seq.fileio import fsync_dir
+from any2seq.fileio import fsync_dir, write_error
 
 FORMAT = b"any2seq-token-array-v1"  # part of the cache key: bump it when the layout changes
 OFFSET_DTYPE = np.dtype("<i8")
@@ -101,9 +101,11 @@ def write_token_array(name, chunks: Iterable[Sequence[Sequence[int]]], vocab_siz
         os.replace(temps[0][1], f"{name}.ids")
         os.replace(temps[1][1], f"{name}.offsets")
         fsync_dir(name.parent)
-    except BaseException:
+    except BaseException as e:
         for _, tmp in temps:
             Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError):  # a full disk
+            raise write_error(f"{name}.ids", e) from None
         raise
     return TokenArray(name)
 

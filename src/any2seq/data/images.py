@@ -10,8 +10,9 @@ import numpy as np
 from PIL import Image
 
 from ..errors import UserError, where
+from ..fileio import check_regular
 from .digits import SPLITS
-from .video import MODES, decode_frames, one_line, scaled_scans
+from .video import MAX_IMAGE_BYTES, MODES, decode_frames, one_line, scaled_scans
 
 ROWS = ("top", "middle", "bottom")
 COLS = ("left", "center", "right")
@@ -75,12 +76,7 @@ def read_image(source, channels: int = 1, size: int | None = None, name: str | N
     else:
         path = Path(source)
         name = name or where(path)
-        try:
-            if not path.is_file():
-                raise UserError(f"{name}: no such image file")
-        except (OSError, ValueError) as e:  # a name too long, a NUL in the name
-            raise UserError(f"{name}: cannot read ({one_line(e)})") from None
-        source = path
+        source = check_regular(path, MAX_IMAGE_BYTES, name, "no such image file", "image")
     pixels = decode_frames(source, name, channels, first_only=True)[0]  # (H, W, C) uint8
     if pixels.size == 0:
         raise UserError(f"{name}: the image has no pixels ({pixels.shape[1]}x{pixels.shape[0]})")

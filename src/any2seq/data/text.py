@@ -23,6 +23,17 @@ def _open(path: Path) -> BinaryIO:
         raise UserError(f"{where(path)}: cannot read ({e.strerror or e})") from None
 
 
+def plain_or_gz(base: Path, key: str, root: str) -> Path:
+    """``base`` or ``base.gz``, whichever exists; both is an error naming them (which did the user mean?)."""
+    gz = base.with_name(base.name + ".gz")
+    found = [p for p in (base, gz) if p.exists()]
+    if len(found) == 2:
+        raise UserError(f"{key}: both {base} and {gz} exist; remove or rename one (any2seq does not guess which)")
+    if not found:
+        raise UserError(f"{key}: {base}[.gz]: no such file (data.root is {root!r})")
+    return found[0]
+
+
 def _read_error(path: Path, line: int, error: Exception) -> UserError:
     """A one-line UserError for an error met while reading ``path`` after ``line`` lines."""
     if isinstance(error, _GZIP_ERRORS):
@@ -66,8 +77,8 @@ def count_lines(path) -> int:
     n, last = 0, b"\n"
     with _open(path) as f:
         while True:
-            try:
-                chunk = f.read(1 << 20)
+            try:  # read1: one step of gzip at a time, so a truncated file's error comes at its real line
+                chunk = f.read1(1 << 20)
             except (OSError, *_GZIP_ERRORS) as e:
                 raise _read_error(path, n + 1, e) from None
             if not chunk:

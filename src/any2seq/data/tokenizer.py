@@ -12,11 +12,13 @@ import sentencepiece as spm
 
 from any2seq.data.text import count_lines, read_lines
 from any2seq.errors import UserError, where
-from any2seq.fileio import atomic_write
+from any2seq.fileio import MiB, atomic_write, read_regular
 
 KINDS = ("bpe", "unigram", "word", "char")
 _TRAIN_THREADS = 4  # fixed, not os.cpu_count(): the trained model must not depend on the machine
 
+
+MAX_MODEL_BYTES = 256 * MiB  # sentencepiece models are a few MB even for 250k pieces
 
 class Tokenizer:
     """Text <-> subword ids. Ids 0-3 are always ``<pad> <s> </s> <unk>``, whatever the model."""
@@ -40,13 +42,7 @@ class Tokenizer:
     @classmethod
     def load(cls, path) -> "Tokenizer":
         """Load a ``.model`` file written by :func:`train_tokenizer`."""
-        try:
-            data = Path(path).read_bytes()
-        except FileNotFoundError:
-            raise UserError(f"{where(path)}: no such file") from None
-        except OSError as e:
-            raise UserError(f"{where(path)}: cannot read ({e.strerror or e})") from None
-        return cls(data, name=str(path))
+        return cls(read_regular(path, MAX_MODEL_BYTES, where(path)), name=str(path))
 
     @property
     def vocab_size(self) -> int:

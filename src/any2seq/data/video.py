@@ -10,7 +10,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageSequence
 
 from ..errors import UserError, where
-from ..fileio import atomic_write, writable_dir
+from ..fileio import MiB, atomic_write, check_regular, writable_dir
 from .digits import SPLITS, digit_scans
 
 SPEED = (1.0, 2.5)  # moving_digits: pixels per frame, drawn uniformly
@@ -114,6 +114,7 @@ def described_videos(split: str, n: int, seed: int, frames: int = 10, canvas: in
 
 MODES = {1: "L", 3: "RGB"}
 MAX_FRAMES, MAX_SIDE = 1000, 4096  # refuse before decoding: a tiny file can claim a huge image
+MAX_IMAGE_BYTES = 256 * MiB  # one image or animation file
 
 
 def one_line(error: Exception) -> str:
@@ -146,9 +147,7 @@ def frame_files(path: Path) -> list[Path]:
     """[path] for a file, else the folder's files sorted by name, skipping dot-files and subfolders."""
     try:
         if not path.is_dir():
-            if not path.exists():
-                raise UserError(f"{where(path)}: no such file or folder")
-            return [path]
+            return [check_regular(path, MAX_IMAGE_BYTES, where(path), missing="no such file or folder")]
         files = sorted(p for p in path.iterdir() if not p.name.startswith(".") and not p.is_dir())
     except (OSError, ValueError) as e:  # unreadable folder, name too long, NUL in the name
         raise UserError(f"{where(path)}: cannot read ({one_line(e)})") from None
@@ -156,7 +155,7 @@ def frame_files(path: Path) -> list[Path]:
         raise UserError(f"{where(path)}: the folder holds no image files")
     if len(files) > MAX_FRAMES:
         raise UserError(f"{where(path)}: {len(files)} files, at most {MAX_FRAMES} frames")
-    return files
+    return [check_regular(p, MAX_IMAGE_BYTES, where(p)) for p in files]  # a FIFO would block Pillow
 
 
 def read_frames(path, channels: int = 1, size=None, name: str = "upload") -> np.ndarray:

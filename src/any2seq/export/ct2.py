@@ -14,15 +14,14 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from pathlib import Path
 
 import numpy as np
 from torch import nn
 
 from ..config import Config
-from ..errors import UserError
-from ..fileio import atomic_write, writable_dir
+from ..errors import UserError, preview
+from ..fileio import atomic_write, check_new_dir, read_regular, staged_dir
 from ..nn.embedding import sinusoids
 from ..hf.tokenizer import FILES as MARIAN_FILES
 from ..tasks.base import JOINT, SRC, TGT
@@ -155,9 +154,7 @@ def export_ct2(model_dir: Path, out_dir: Path) -> Path:
     read_card(model_dir)  # a clear error for a folder that is not a model directory
     cfg = read_config(model_dir)
     check_exportable(cfg, model_dir)
-    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
-        raise UserError(f"{out_dir}: already exists and is not an empty directory; choose another")
-    writable_dir(out_dir.parent, str(out_dir))
+    check_new_dir(out_dir)
     model, toks, cfg, _ = load_model(model_dir, "cpu")
     spec = build_spec(model, toks, cfg)
     try:
@@ -165,42 +162,33 @@ def export_ct2(model_dir: Path, out_dir: Path) -> Path:
         spec.optimize(quantization=None)  # float32; CTranslate2 can still run it as int8 (compute_type)
     except (ValueError, TypeError) as e:
         raise UserError(f"{model_dir}: CTranslate2 rejected the converted model ({e})") from None
-    tmp = out_dir.with_name(f".{out_dir.name}.{os.getpid()}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:
+    with staged_dir(out_dir) as tmp:
         spec.save(str(tmp))
         joint = cfg.tokenizer.joint
         names = {"src": JOINT, "tgt": JOINT} if joint else {"src": SRC, "tgt": TGT}
         if cfg.tokenizer.kind == "marian":
             names = {"src": "marian", "tgt": "marian"}
         for name in MARIAN_FILES if cfg.tokenizer.kind == "marian" else set(names.values()):
-            shutil.copyfile(model_dir / name, tmp / name)
+            atomic_write(tmp / name, (model_dir / name).read_bytes())  # loaded by load_model above: regular files
         suppress = [toks.tgt.id_to_piece(i) for i in cfg.model.decoder.never_output]
         info = {"format": FORMAT, "tokenizers": names, "suppress": suppress,
                 "src_lang": cfg.data.src_lang, "tgt_lang": cfg.data.tgt_lang,
                 "decode": {"beam": cfg.decode.beam, "length_penalty": cfg.decode.length_penalty,
                            "max_len_a": cfg.decode.max_len_a, "max_len_b": cfg.decode.max_len_b}}
         atomic_write(tmp / EXPORT_INFO, json.dumps(info, indent=2) + "\n")
-        if out_dir.exists():
-            out_dir.rmdir()  # empty, checked above
-        os.replace(tmp, out_dir)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return out_dir
 
 
 def _read_info(model_dir: Path) -> dict:
     path = model_dir / EXPORT_INFO
+    data = read_regular(path, 1 << 20, missing=f"missing; is {model_dir} a directory written by `any2seq export`?")
     try:
-        info = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UserError(f"{path}: missing; is {model_dir} a directory written by `any2seq export`?") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        info = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:
         raise UserError(f"{path}: not readable ({e.__class__.__name__})") from None
     if not isinstance(info, dict) or info.get("format") != FORMAT:
-        raise UserError(f"{path}: export format {info.get('format') if isinstance(info, dict) else '?'}, "
-                        f"this any2seq reads format {FORMAT}")
+        found = preview(info.get("format")) if isinstance(info, dict) else f"? (a {type(info).__name__})"
+        raise UserError(f"{path}: export format {found}; this any2seq reads format {FORMAT}")
     return info
 
 

@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 from ..config import Config
-from ..data import Items, read_lines
+from ..data import Items, plain_or_gz, read_lines
 from ..decoding import decode_items
 from ..errors import UserError
 from ..metrics import bleu_chrf
@@ -55,11 +55,7 @@ class TextGeneration(TextOutputTask):
     def _path(self, cfg: Config, split: str) -> Path:
         data = cfg.data
         name = {"train": data.train, "valid": data.valid, "test": data.test}[check_split(split)]
-        base = Path(data.root) / f"{name}.{data.lang}"
-        for candidate in (base.with_name(base.name + ".gz"), base):
-            if candidate.is_file():
-                return candidate
-        raise UserError(f"data.{split}: {base}[.gz]: no such file (data.root is {data.root!r})")
+        return plain_or_gz(Path(data.root) / f"{name}.{data.lang}", f"data.{split}", data.root)
 
     def check_data(self, cfg):
         for split in ("train", "valid"):

@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 
 from ..config import Config, DataConfig, DecodeConfig, TokenizerConfig
-from ..data import BatchStream, check_parallel, collate, encode_cached, make_batches, read_lines, train_tokenizer
+from ..data import (BatchStream, check_parallel, collate, encode_cached, make_batches, plain_or_gz, read_lines,
+                    train_tokenizer)
 from ..decoding import SearchOptions, decode_ids
 from ..errors import UserError
 from ..metrics import bleu_chrf
@@ -17,11 +18,7 @@ from .base import JOINT, SRC, TGT, Task, Tokenizers, check_split, text_outputs
 
 def split_path(data: DataConfig, split: str, lang: str, key: str) -> Path:
     """``{root}/{split}.{lang}``, gzipped or not; a missing file names the config key."""
-    base = Path(data.root) / f"{split}.{lang}"
-    for candidate in (base.with_name(base.name + ".gz"), base):
-        if candidate.is_file():
-            return candidate
-    raise UserError(f"data.{key}: {base}[.gz]: no such file (data.root is {data.root!r})")
+    return plain_or_gz(Path(data.root) / f"{split}.{lang}", f"data.{key}", data.root)
 
 
 def check_data(cfg: Config) -> None:

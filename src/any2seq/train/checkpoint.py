@@ -19,8 +19,8 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 from torch import nn
 
-from ..errors import UserError
-from ..fileio import atomic_write, fsync_dir
+from ..errors import UserError, clip
+from ..fileio import MiB, atomic_write, fsync_dir, read_regular
 
 FORMAT_VERSION = 1
 
@@ -29,13 +29,24 @@ def write_json(path: Path, obj) -> None:
     atomic_write(path, json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
 
 
+MAX_JSON_BYTES = 64 * MiB  # a model card or trainer state: a few KB
+MAX_WEIGHTS_BYTES = 1 << 40  # a bound for a regular file; what matters is refusing FIFOs and devices
+
+
 def read_json(path: Path) -> dict:
+    """A JSON object from ``path``; anything else (a list, invalid or too deeply nested JSON) is a UserError."""
+    data = read_regular(path, MAX_JSON_BYTES, missing="missing")
     try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UserError(f"{path}: missing") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise UserError(f"{path}: not readable JSON ({e})") from None
+        obj = json.loads(data.decode("utf-8"))
+    except json.JSONDecodeError as e:
+        raise UserError(f"{path}:{e.lineno}: not valid JSON ({e.msg})") from None
+    except RecursionError:
+        raise UserError(f"{path}: not readable JSON (nested too deeply)") from None
+    except (UnicodeDecodeError, ValueError) as e:  # ValueError: an integer of more than 4,300 digits
+        raise UserError(f"{path}: not readable JSON ({clip(str(e) or type(e).__name__, 80)})") from None
+    if not isinstance(obj, dict):
+        raise UserError(f"{path}: expected a JSON object, got a {type(obj).__name__}")
+    return obj
 
 
 def unique_tensors(module: nn.Module) -> dict[str, torch.Tensor]:
@@ -56,12 +67,7 @@ def save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict | 
 def load_tensors(path: Path) -> dict[str, torch.Tensor]:
     """Read a safetensors file; anything else (a pickle, a truncated file) is refused, never loaded."""
     path = Path(path)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise UserError(f"{path}: missing") from None
-    except OSError as e:
-        raise UserError(f"{path}: cannot read ({e.strerror})") from None
+    data = read_regular(path, MAX_WEIGHTS_BYTES, missing="missing")
     try:
         return st_load(data)  # parses a JSON header and copies bytes: never runs code
     except (SafetensorError, ValueError, RuntimeError) as e:

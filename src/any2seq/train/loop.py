@@ -20,6 +20,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from ..config import TrainConfig
+from ..fileio import write_error
 from ..task_metrics import better
 from .checkpoint import rng_states, save_checkpoint
 from .distributed import Dist, all_gather, any_rank, barrier
@@ -191,5 +192,8 @@ def _clock(seconds: float) -> str:
 
 def _write(log, record: dict) -> None:
     if log is not None:
-        log.write(json.dumps(record) + "\n")
-        log.flush()
+        try:
+            log.write(json.dumps(record) + "\n")
+            log.flush()
+        except OSError as e:  # a full disk: the checkpoints on it are still whole
+            raise write_error(log.name, e) from None
