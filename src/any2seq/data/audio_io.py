@@ -5,8 +5,6 @@ resampler. Everything here reads untrusted input: every failure is a one-line ``
 from __future__ import annotations
 
 import io
-import os
-import stat
 import struct
 import sys
 from pathlib import Path
@@ -14,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UserError
+from ..fileio import read_regular
 
 MAX_BYTES = 256 * 2**20  # an audio file's size
 MAX_SAMPLES = 2**25  # decoded samples, all channels together: ~5.8 minutes of 48 kHz stereo
@@ -48,20 +47,8 @@ def read_audio(source, sample_rate: int = 8000, name: str | None = None) -> np.n
 
 def _read_file(path: Path, name: str) -> bytes:
     """The file's bytes: a regular file (a FIFO would hang, /dev/zero never end) of at most MAX_BYTES."""
-    missing = f"{name}: no such {'WAV' if path.suffix.lower() == '.wav' else 'audio'} file"
-    try:
-        # non-blocking: opening a FIFO would otherwise wait for a writer before fstat could refuse it
-        with os.fdopen(os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0)), "rb") as f:
-            info = os.fstat(f.fileno())
-            if not stat.S_ISREG(info.st_mode):
-                raise UserError(f"{name}: not a regular file; expected an audio file")
-            if info.st_size > MAX_BYTES:
-                raise UserError(f"{name}: {info.st_size} bytes, more than the limit of {MAX_BYTES} for an audio file")
-            return f.read(MAX_BYTES + 1)
-    except FileNotFoundError:
-        raise UserError(missing) from None
-    except (OSError, ValueError) as e:  # a folder, no permission, a name too long; ValueError: a NUL in the name
-        raise UserError(f"{name}: cannot read audio file ({getattr(e, 'strerror', None) or _one_line(e)})") from None
+    missing = f"no such {'WAV' if path.suffix.lower() == '.wav' else 'audio'} file"
+    return read_regular(path, MAX_BYTES, name, missing, "audio file")
 
 
 def _chunks(data: bytes):
