@@ -201,11 +201,12 @@ def test_a_huge_beam_is_refused_on_the_command_line_before_the_model_loads(tmp_p
     one_line_error(proc, "--beam", "1..256", "1000000")
 
 
-@pytest.mark.parametrize("override", ["decode.beam=1000000000", "decode.beam=0", "decode.length_penalty=.nan",
-                                      "decode.max_src_len=0"])
-def test_decode_settings_out_of_range_are_refused_at_load(data, tmp_path, override):
+@pytest.mark.parametrize("override, why", [("decode.beam=1000000000", "must be in 1..256"),
+                                           ("decode.length_penalty=.nan", "must be a finite number"),
+                                           ("decode.max_src_len=0", "must be at least 1")])
+def test_decode_settings_out_of_range_are_refused_at_load(data, tmp_path, override, why):
     config = write_config(tmp_path / "tiny.yaml", data)
-    with pytest.raises(UserError, match=rf"--set {override.split('=')[0]}: "):
+    with pytest.raises(UserError, match=rf"--set {override.split('=')[0]}: {why}"):
         load_config(config, [override])
 
 
