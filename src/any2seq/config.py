@@ -311,7 +311,8 @@ class DecodeConfig:
     max_src_len: int = 1024  # longer token sources are cut to this (with a warning); learned positions cap it too
 
     def check(self):
-        _require(1 <= self.beam <= MAX_BEAM, "beam", f"must be in 1..{MAX_BEAM}, got {self.beam}")
+        _require(self.beam >= 1, "beam", "must be at least 1")
+        _require(self.beam <= MAX_BEAM, "beam", f"must be at most {MAX_BEAM}, got {self.beam}")
         for key in ("length_penalty", "max_len_a"):  # a NaN length penalty ranks every hypothesis NaN: none is kept
             _require(math.isfinite(getattr(self, key)), key, f"must be a finite number, got {getattr(self, key)}")
         _require(self.max_src_len >= 1, "max_src_len", "must be at least 1")

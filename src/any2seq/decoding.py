@@ -42,14 +42,16 @@ class SearchOptions:
 
     def __post_init__(self):
         self._check_types()
-        checks = [(1 <= self.beam <= MAX_BEAM, "--beam", f"must be in 1..{MAX_BEAM}, got {self.beam}"),
+        checks = [(self.beam >= 1, "--beam", f"must be at least 1, got {self.beam}"),
+                  (self.beam <= MAX_BEAM, "--beam", f"must be at most {MAX_BEAM}, got {self.beam}"),
                   (self.n_best >= 1, "--n-best", f"must be at least 1, got {self.n_best}"),
                   (self.sample or self.n_best <= self.beam, "--n-best", f"{self.n_best} is more than --beam {self.beam}"),
                   (self.n_best <= MAX_BEAM, "--n-best", f"must be at most {MAX_BEAM}, got {self.n_best}"),
                   (self.temperature > 0, "--temperature", f"must be positive, got {self.temperature}"),
                   (self.top_k >= 0, "--top-k", f"must not be negative, got {self.top_k}"),
                   (0 < self.top_p <= 1, "--top-p", f"must be in (0, 1], got {self.top_p}"),
-                  (1 <= self.max_len <= MAX_LEN, "--max-len", f"must be in 1..{MAX_LEN}, got {self.max_len}"),
+                  (self.max_len >= 1, "--max-len", f"must be at least 1, got {self.max_len}"),
+                  (self.max_len <= MAX_LEN, "--max-len", f"must be at most {MAX_LEN}, got {self.max_len}"),
                   (0 <= self.seed < 2 ** 64, "--seed", f"must be in 0..2**64-1, got {self.seed}")]
         for ok, flag, message in checks:
             if not ok:

@@ -68,12 +68,11 @@ def _train(cfg: Config, out: Path, resume: bool, progress: bool, dist: Dist, hel
         if not resume:
             writable_dir(out, f"--out {out}")  # the lock file lives in it
         # Rank 0 locks the run before it reads or writes it: a second train into it stops here.
-        lock = held.enter_context(RunLock(out)) if out.is_dir() else None
+        if out.is_dir():
+            held.enter_context(RunLock(out))
         prepare_run_dir(out, cfg, resume)
         if resume:  # a corrupt trainer.json is named before config.yaml is rewritten
             trainer_state(read_trainer(checkpoint_dirs(out)[-1]), checkpoint_dirs(out)[-1] / "trainer.json")
-        if lock:
-            lock.claim()
         clean_partial(out)
         write_config(out, cfg)
     barrier(dist)

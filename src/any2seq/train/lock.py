@@ -2,7 +2,8 @@
 
 ``flock`` on ``DIR/.lock``: the operating system drops the lock when its holder exits, however it
 exits (``kill -9`` included), so no stale lock is ever left to clean up. The file is never deleted
-(deleting a lock file races with a process opening it); it holds the last holder's pid.
+(deleting a lock file races with a process opening it); it holds the last holder's pid, so it
+changes with every run that starts, refused later or not: it is bookkeeping, not part of the run.
 """
 from __future__ import annotations
 
@@ -20,8 +21,8 @@ LOCK_NAME = ".lock"
 
 
 class RunLock:
-    """``with RunLock(out) as lock:`` holds the lock on the existing directory ``out``, or raises a
-    UserError naming the process that holds it; ``lock.claim()`` records this process's pid."""
+    """``with RunLock(out):`` holds the lock on the existing directory ``out`` and records this
+    process's pid in it, or raises a UserError naming the process that holds it."""
 
     def __init__(self, out: Path):
         self.out, self.path, self.fd = Path(out), Path(out) / LOCK_NAME, None
@@ -43,14 +44,13 @@ class RunLock:
         except OSError:  # a file system without locks: train unguarded, as before locks existed
             os.close(self.fd)
             self.fd = None
-        return self
-
-    def claim(self) -> None:
-        """Write this process's pid into the lock file, for the message a second run shows. Called
-        once the run is known to go ahead, so a refused run leaves the file as it was."""
-        if self.fd is not None:
+            return self
+        try:  # for the message a second run shows
             os.ftruncate(self.fd, 0)
             os.pwrite(self.fd, f"{os.getpid()}\n".encode(), 0)
+        except OSError:  # a full disk: the lock holds all the same, its pid shows as unknown
+            pass
+        return self
 
     def __exit__(self, *exc) -> None:
         if self.fd is not None:
