@@ -261,3 +261,11 @@ def test_nan_scores_raise_no_output_in_the_api_and_a_4xx_in_the_server(model_dir
         response = client.post("/v1/predict", json={"inputs": ["Ein Hund."], **options})
     assert 400 <= response.status_code < 500, response.text
     assert "no output" in response.json()["error"]
+
+
+def test_the_trainer_json_check_covers_every_trainer_state_field():
+    """A field added to TrainerState without a type in STATE_TYPES would be dropped on --resume."""
+    from any2seq.runner import STATE_TYPES
+    from any2seq.train.loop import TrainerState
+
+    assert set(STATE_TYPES) == set(TrainerState.__dataclass_fields__)
