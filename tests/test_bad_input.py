@@ -48,9 +48,10 @@ def any2seq(*args: str, cwd: Path, stdin: bytes = b"") -> subprocess.CompletedPr
 
 
 def digest(root: Path) -> dict[str, str]:
-    """sha256 of every file under ``root``, by relative path."""
+    """sha256 of every file under ``root``, by relative path; a run's ``.lock`` records the pid of
+    the last `train` to start in it (train/lock.py), so it is left out."""
     return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+            for p in sorted(root.rglob("*")) if p.is_file() and p.name != ".lock"}
 
 
 def write_workspace(root: Path) -> None:

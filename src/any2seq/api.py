@@ -6,6 +6,7 @@ from pathlib import Path
 
 import torch
 
+from .config import Config, TransformerEncoderConfig
 from .decoding import SearchOptions
 from .errors import UserError
 from .modeldir import load_model
@@ -34,27 +35,35 @@ class Predictor:
                 max_len: int = 256, seed: int = 0) -> SearchOptions:
         """Search options, the config's decode section filling what is not given; validated."""
         d = self.cfg.decode
-        return SearchOptions(beam=d.beam if beam is None else beam, n_best=n_best,
+        opts = SearchOptions(beam=d.beam if beam is None else beam, n_best=n_best,
                              length_penalty=d.length_penalty if length_penalty is None else length_penalty,
                              sample=sample, temperature=temperature, top_k=top_k, top_p=top_p, max_len=max_len,
                              max_len_a=d.max_len_a, max_len_b=d.max_len_b, seed=seed)
+        # A decoder with learned positions has none past its table: outputs stop there.
+        positions = learned_positions(self.cfg.model.decoder)
+        return replace(opts, max_len=min(opts.max_len, positions)) if positions else opts
 
     def predict(self, inputs: list, progress: bool = False, batch_tokens: int | None = None,
-                batch_size: int | None = None, workers: int | None = None, **options) -> list[dict]:
+                batch_size: int | None = None, workers: int | None = None, max_src_len: int | None = None,
+                **options) -> list[dict]:
         """One result per input, in input order (see the class docstring). ``batch_tokens``,
-        ``batch_size`` and ``workers`` override the config's decode section (``DecodeConfig``)."""
+        ``batch_size``, ``workers`` and ``max_src_len`` override the config's decode section
+        (``DecodeConfig``); a text source longer than ``max_src_len`` tokens is cut to it, with a
+        warning on the ``any2seq`` logger."""
         if isinstance(inputs, (str, bytes)):
             raise TypeError("predict() takes a list of inputs")
         opts = self.options(**options)
-        cfg = self._batched(batch_tokens, batch_size, workers)
+        cfg = self._batched(batch_tokens, batch_size, workers, max_src_len)
         model_inputs = self._task.read_inputs(cfg, list(inputs))
+        if self.input_kind == "text":
+            check_text(model_inputs)
         return self._task.predict(self.model, self.toks, cfg, model_inputs, opts, self.device, progress)
 
     def translate(self, lines: list[str], beam: int | None = None, n_best: int = 1,
                   length_penalty: float | None = None, sample: bool = False, temperature: float = 1.0,
                   top_k: int = 0, top_p: float = 1.0, max_len: int = 256, batch_tokens: int | None = None,
                   seed: int = 0, progress: bool = False, batch_size: int | None = None,
-                  workers: int | None = None) -> list[str] | list[list[str]]:
+                  workers: int | None = None, max_src_len: int | None = None) -> list[str] | list[list[str]]:
         """Text outputs in input order: one string per input, or lists of ``n_best`` strings.
         ``workers=2`` decodes two batches at once (see ``decoding.decode_items``): faster for a
         file of many batches on a CPU with two cores or more."""
@@ -62,24 +71,47 @@ class Predictor:
             raise TypeError("translate() takes a list of strings")
         if self.output_kind != "text":
             raise TypeError(f"translate() needs a model with text output; this {self.task} model makes frames")
-        results = self.predict(lines, progress, batch_tokens, batch_size, workers, beam=beam, n_best=n_best,
+        results = self.predict(lines, progress, batch_tokens, batch_size, workers, max_src_len, beam=beam,
+                               n_best=n_best,
                                length_penalty=length_penalty, sample=sample, temperature=temperature, top_k=top_k,
                                top_p=top_p, max_len=max_len, seed=seed)
         texts = [[o["text"] for o in r["outputs"]] for r in results]
         return [t[0] for t in texts] if n_best == 1 else texts
 
     def evaluate(self, split: str = "test", progress: bool = False, batch_tokens: int | None = None,
-                 batch_size: int | None = None, workers: int | None = None, **options) -> tuple[dict, list]:
+                 batch_size: int | None = None, workers: int | None = None, max_src_len: int | None = None,
+                 **options) -> tuple[dict, list]:
         """The task's metrics on a split of the data its config names, and the outputs."""
         opts = self.options(**options)
-        cfg = self._batched(batch_tokens, batch_size, workers)
+        cfg = self._batched(batch_tokens, batch_size, workers, max_src_len)
         return self._task.evaluate(self.model, self.toks, cfg, split, opts, self.device, progress)
 
-    def _batched(self, batch_tokens: int | None, batch_size: int | None, workers: int | None):
-        """The config with the decode section's batching overridden where given (checked when decoding)."""
+    def _batched(self, batch_tokens: int | None, batch_size: int | None, workers: int | None,
+                 max_src_len: int | None = None) -> Config:
+        """The config with the decode section's batching overridden where given (checked when decoding),
+        and the source cap lowered to the encoder's learned positions, past which it has none."""
         given = {k: v for k, v in (("batch_tokens", batch_tokens), ("batch_size", batch_size),
-                                   ("workers", workers)) if v is not None}
-        return replace(self.cfg, decode=replace(self.cfg.decode, **given)) if given else self.cfg
+                                   ("workers", workers), ("max_src_len", max_src_len)) if v is not None}
+        decode = replace(self.cfg.decode, **given)
+        positions = learned_positions(self.cfg.model.encoder)
+        if positions and isinstance(decode.max_src_len, int) and decode.max_src_len > positions:
+            decode = replace(decode, max_src_len=positions)
+        return replace(self.cfg, decode=decode) if decode != self.cfg.decode else self.cfg
+
+
+def learned_positions(component) -> int:
+    """How many positions a Transformer encoder or decoder config with learned positions has; 0 if unbounded."""
+    learned = isinstance(component, TransformerEncoderConfig) and component.positions == "learned"
+    return component.max_positions if learned else 0
+
+
+def check_text(inputs: list[str]) -> None:
+    """Text that UTF-8 can carry: a lone surrogate (e.g. JSON "\\ud800") would fail in the tokenizer."""
+    for i, text in enumerate(inputs):
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise UserError(f"input {i + 1}: not valid Unicode text (a lone surrogate)") from None
 
 
 Translator = Predictor  # the name the text-only API had

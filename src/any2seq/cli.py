@@ -85,6 +85,8 @@ def _search_flags(p: argparse.ArgumentParser, beam_default=None) -> None:
     p.add_argument("--max-len", type=int, default=256, help="cap on output tokens")
     p.add_argument("--batch-tokens", type=int, default=None, help="source tokens per decoding batch")
     p.add_argument("--batch-size", type=int, default=None, help="sources per decoding batch at most")
+    p.add_argument("--max-src-len", type=int, default=None,
+                   help="source tokens decoded at most; longer lines are cut, with a warning (default: the config's)")
     p.add_argument("--workers", type=int, default=None,
                    help="batches decoded at once, splitting the CPU threads (a file on 2 cores: 2 workers, up to ~1.25x)")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
@@ -237,7 +239,8 @@ def _batching(args) -> dict:
     """The decoding batch flags, checked, for ``Predictor.predict`` / ``translate`` / ``evaluate``."""
     from .decoding import check_batching
 
-    batching = {"batch_tokens": args.batch_tokens, "batch_size": args.batch_size, "workers": args.workers}
+    batching = {"batch_tokens": args.batch_tokens, "batch_size": args.batch_size, "workers": args.workers,
+                "max_src_len": args.max_src_len}
     check_batching(**batching)
     return batching
 
@@ -272,7 +275,8 @@ def cmd_translate(args) -> int:
 def _translate_ct2(args) -> int:
     """``translate --engine ct2``: CTranslate2 on a folder that ``any2seq export --ct2`` wrote."""
     unsupported = [flag for flag, on in (("--sample", args.sample), ("--batch-tokens", args.batch_tokens is not None),
-                                         ("--bf16", _dtype(args) == "bf16")) if on]
+                                         ("--bf16", _dtype(args) == "bf16"), ("--max-src-len", args.max_src_len is not None))
+                   if on]
     if unsupported:
         raise UserError(f"{unsupported[0]}: not supported with --engine ct2")
     from .decoding import SearchOptions

@@ -5,6 +5,7 @@ Unknown keys and bad values fail at load time with the key's dotted path and the
 from __future__ import annotations
 
 import dataclasses
+import math
 import sys
 import types
 import typing
@@ -324,7 +325,10 @@ class TrainConfig:
     log_every: int = 50
 
     def check(self):
-        for i, beta in enumerate(self.betas):  # Adam's moment decays
+        # A NaN or infinite rate (or clip, decay, ...) trains nothing: every validation is NaN.
+        for key in ("lr", "min_lr", "weight_decay", "label_smoothing", "clip", "max_minutes"):
+            _require(math.isfinite(getattr(self, key)), key, f"must be a finite number, got {getattr(self, key)}")
+        for i, beta in enumerate(self.betas):  # Adam's moment decays (a NaN fails the range too)
             _require(0.0 <= beta < 1.0, f"betas[{i}]", f"must be in [0, 1), got {beta}")
         _require(self.batch_tokens > 0, "batch_tokens", "must be positive")
         _require(self.accum >= 1, "accum", "must be at least 1")
@@ -342,6 +346,11 @@ class TrainConfig:
             _require(getattr(self, key) >= 0, key, "must not be negative")
 
 
+# Beam sizes beyond a few dozen only cost memory (the search holds beam x batch rows) and tend to find
+# worse, shorter outputs (Koehn & Knowles, 2017); 256 leaves room for experiments, 10**6 would exhaust RAM.
+MAX_BEAM = 256
+
+
 @dataclass(frozen=True)
 class DecodeConfig:
     beam: int = 5
@@ -351,16 +360,22 @@ class DecodeConfig:
     batch_tokens: int = 6000  # source positions times beam per decoding batch
     batch_size: int = 0  # sources per decoding batch at most; 0 = no cap but batch_tokens
     workers: int = 1  # batches decoded at once, in threads splitting the intra-op threads
+    max_src_len: int = 1024  # longer token sources are cut to this (with a warning); learned positions cap it too
 
     def check(self):
         _require(self.beam >= 1, "beam", "must be at least 1")
+        _require(self.beam <= MAX_BEAM, "beam", f"must be at most {MAX_BEAM}, got {self.beam}")
+        for key in ("length_penalty", "max_len_a"):  # a NaN length penalty ranks every hypothesis NaN: none is kept
+            _require(math.isfinite(getattr(self, key)), key, f"must be a finite number, got {getattr(self, key)}")
+        _require(self.max_src_len >= 1, "max_src_len", "must be at least 1")
         _require(self.batch_tokens >= 1, "batch_tokens", "must be positive")
         _require(self.batch_size >= 0, "batch_size", "must not be negative")
         _require(self.workers >= 1, "workers", "must be at least 1")
 
     def batching(self) -> dict:
-        """The decoding functions' batching arguments."""
-        return {"batch_tokens": self.batch_tokens, "batch_size": self.batch_size, "workers": self.workers}
+        """The decoding functions' batching arguments (what bounds a batch, and how many run at once)."""
+        return {"batch_tokens": self.batch_tokens, "batch_size": self.batch_size, "workers": self.workers,
+                "max_src_len": self.max_src_len}
 
 
 TaskName = Literal["translation", "text_generation", "captioning", "speech", "video_prediction", "text_to_video"]

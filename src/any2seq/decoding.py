@@ -1,6 +1,8 @@
 """Decoding sources of any modality in size-sorted batches, in input order, with any search."""
 from __future__ import annotations
 
+import logging
+import math
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -8,9 +10,18 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .errors import UserError
+from .config import MAX_BEAM
+from .errors import NoOutput, UserError
 from .data.batching import Items, pad_items
 from .search import Hypothesis, beam_search, compose, greedy, sample, temperature, top_k, top_p
+
+
+MAX_LEN = 65536  # output tokens: the search holds (sources x beam x max_len) ids, so 10**9 cannot fit
+INTEGERS = {"beam": "--beam", "n_best": "--n-best", "top_k": "--top-k", "max_len": "--max-len",
+            "max_len_b": "decode.max_len_b", "seed": "--seed"}
+NUMBERS = {"length_penalty": "--length-penalty", "temperature": "--temperature", "top_p": "--top-p",
+           "max_len_a": "decode.max_len_a"}
+log = logging.getLogger("any2seq")
 
 
 @dataclass(frozen=True)
@@ -30,17 +41,34 @@ class SearchOptions:
     seed: int = 0
 
     def __post_init__(self):
+        self._check_types()
         checks = [(self.beam >= 1, "--beam", f"must be at least 1, got {self.beam}"),
+                  (self.beam <= MAX_BEAM, "--beam", f"must be at most {MAX_BEAM}, got {self.beam}"),
                   (self.n_best >= 1, "--n-best", f"must be at least 1, got {self.n_best}"),
                   (self.sample or self.n_best <= self.beam, "--n-best", f"{self.n_best} is more than --beam {self.beam}"),
+                  (self.n_best <= MAX_BEAM, "--n-best", f"must be at most {MAX_BEAM}, got {self.n_best}"),
                   (self.temperature > 0, "--temperature", f"must be positive, got {self.temperature}"),
                   (self.top_k >= 0, "--top-k", f"must not be negative, got {self.top_k}"),
                   (0 < self.top_p <= 1, "--top-p", f"must be in (0, 1], got {self.top_p}"),
                   (self.max_len >= 1, "--max-len", f"must be at least 1, got {self.max_len}"),
+                  (self.max_len <= MAX_LEN, "--max-len", f"must be at most {MAX_LEN}, got {self.max_len}"),
                   (0 <= self.seed < 2 ** 64, "--seed", f"must be in 0..2**64-1, got {self.seed}")]
         for ok, flag, message in checks:
             if not ok:
                 raise UserError(f"{flag}: {message}")
+
+    def _check_types(self):
+        """API callers may pass anything: ``beam=2.5`` or a NaN length penalty is refused here, by name."""
+        if not isinstance(self.sample, bool):
+            raise UserError(f"--sample: expected true or false, got {self.sample!r}")
+        for name, flag in INTEGERS.items():
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise UserError(f"{flag}: must be an integer, got {value!r}")
+        for name, flag in NUMBERS.items():
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise UserError(f"{flag}: must be a finite number, got {value!r}")
 
 
 def _search(model, src: torch.Tensor, lengths, opts: SearchOptions, generator, sizes):
@@ -62,16 +90,17 @@ def _search(model, src: torch.Tensor, lengths, opts: SearchOptions, generator, s
 
 def decode_ids(model, sources: list[list[int]], opts: SearchOptions, batch_tokens: int = 6000,
                device: torch.device | str = "cpu", progress: bool = False, *, batch_size: int = 0,
-               workers: int = 1) -> list[list[Hypothesis]]:
+               workers: int = 1, max_src_len: int = 1024) -> list[list[Hypothesis]]:
     """Hypotheses (n-best lists) for each token source, in input order; empty sources give empty output."""
     return decode_items(model, Items(sources, [len(s) for s in sources], "tokens"), opts, batch_tokens, device,
-                        progress, batch_size=batch_size, workers=workers)
+                        progress, batch_size=batch_size, workers=workers, max_src_len=max_src_len)
 
 
-def check_batching(batch_tokens: int | None = None, batch_size: int | None = None, workers: int | None = None):
+def check_batching(batch_tokens: int | None = None, batch_size: int | None = None, workers: int | None = None,
+                   max_src_len: int | None = None):
     """A ``UserError`` naming the flag if a batching setting given (not None) is not a valid integer."""
     for flag, value, low in (("--batch-tokens", batch_tokens, 1), ("--batch-size", batch_size, 0),
-                             ("--workers", workers, 1)):
+                             ("--workers", workers, 1), ("--max-src-len", max_src_len, 1)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low):
             raise UserError(f"{flag}: must be an integer >= {low}, got {value!r}")
 
@@ -90,6 +119,24 @@ def decode_batches(lengths: np.ndarray, batch_tokens: int, batch_size: int, beam
     return batches
 
 
+def cap_sources(sources: Items, max_src_len: int) -> Items:
+    """Token sources cut to their first ``max_src_len`` ids, with a warning naming each one cut.
+
+    Self-attention over S positions takes S**2 memory: one 96 KB line asked for 8.7 GB and lost
+    the whole file (issue 21), so a long line is cut rather than allowed to sink its file.
+    Other sources (audio, images) are bounded by their readers.
+    """
+    cut = np.flatnonzero(sources.lengths > max_src_len) if sources.kind == "tokens" else []
+    if not len(cut):
+        return sources
+    items = list(sources.items)
+    for i in cut:
+        log.warning(f"any2seq: input {i + 1}: {sources.lengths[i]} source tokens, more than max_src_len "
+                    f"{max_src_len}; decoding its first {max_src_len} (decode.max_src_len, --max-src-len)")
+        items[i] = items[i][:max_src_len]
+    return Items(items, np.minimum(sources.lengths, max_src_len), "tokens")
+
+
 def batch_generator(seed: int, batch: int, device) -> torch.Generator:
     """Batch ``batch``'s own random stream for sampling, derived from ``seed``: samples depend on
     the batches alone, not on the order in which workers happen to decode them."""
@@ -99,7 +146,7 @@ def batch_generator(seed: int, batch: int, device) -> torch.Generator:
 
 def decode_items(model, sources: Items, opts: SearchOptions, batch_tokens: int = 6000,
                  device: torch.device | str = "cpu", progress: bool = False, *, batch_size: int = 0,
-                 workers: int = 1) -> list[list[Hypothesis]]:
+                 workers: int = 1, max_src_len: int = 1024) -> list[list[Hypothesis]]:
     """Hypotheses (n-best lists) for sources of any modality, in input order, in size-sorted batches.
 
     ``sources.lengths`` are the batching sizes; a source of size 0 gets empty output. Outputs of
@@ -110,9 +157,11 @@ def decode_items(model, sources: Items, opts: SearchOptions, batch_tokens: int =
     two cores together (a file in batches of 32: bf16 beam 5 ran 1.23-1.25x as fast with two
     workers of one thread as with one of two on the 2-core benchmark VM, benchmarks/README.md; less
     with bigger batches, which keep two cores busier). The outputs are the same for any number of
-    workers.
+    workers. Token sources longer than ``max_src_len`` are cut to it (``cap_sources``). A source
+    the model scores NaN (no hypothesis left, or a NaN score) raises ``NoOutput``.
     """
-    check_batching(batch_tokens, batch_size, workers)
+    check_batching(batch_tokens, batch_size, workers, max_src_len)
+    sources = cap_sources(sources, max_src_len)
     model.eval()
     lengths = sources.lengths
     results = [[Hypothesis([], 0.0, 0.0)] * opts.n_best for _ in range(len(sources))]
@@ -133,6 +182,9 @@ def decode_items(model, sources: Items, opts: SearchOptions, batch_tokens: int =
     with bar:
         for chunk, hyps in _run_batches(run, batches, workers):
             for i, h in zip(chunk, hyps):
+                if not h or any(math.isnan(x.score) for x in h):  # beam search drops NaN, greedy keeps it
+                    raise NoOutput(f"input {i + 1}: no output: the model scored it NaN "
+                                   "(does it hold NaN weights, or overflow in bf16?)")
                 results[i] = h
             bar.update(len(chunk))
     return results

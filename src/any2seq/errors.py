@@ -8,6 +8,11 @@ class UserError(Exception):
     """A problem with the user's input; the message names the file, line or config key."""
 
 
+class NoOutput(UserError):
+    """A model gave no output for an input (its search kept no hypothesis: NaN scores). The
+    command line reports it as any UserError; the server must answer 4xx, never 200 with no outputs."""
+
+
 def where(path, line: int | None = None) -> str:
     """``path`` or ``path:line``, the prefix every UserError message starts with."""
     return f"{path}:{line}" if line is not None else str(path)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from contextlib import ExitStack
 from dataclasses import replace
 from pathlib import Path
 
@@ -17,9 +18,10 @@ from .modeldir import config_changes, read_config, write_card, write_config
 from .models import count_parameters
 from .precision import TRAIN_ROWS, Choice, choose, linear_shapes
 from .task_metrics import selected_metric
-from .train.checkpoint import (checkpoint_dirs, clean_partial, load_checkpoint, load_weights, save_tensors,
-                               unique_tensors)
+from .train.checkpoint import (checkpoint_dirs, clean_partial, load_checkpoint, load_weights, read_trainer,
+                               save_tensors, unique_tensors)
 from .train.distributed import Dist, all_gather, barrier, init_distributed, main_first, shutdown
+from .train.lock import RunLock
 from .train.loop import TrainerState, fit
 from .train.optim import make_optimizer
 from .tasks import get_task
@@ -50,12 +52,13 @@ def train(cfg: Config, out: Path, resume: bool = False, progress: bool = True) -
     out = Path(out)
     dist = init_distributed()
     try:
-        return _train(cfg, out, resume, progress, dist)
+        with ExitStack() as held:  # the run directory's lock, held until training ends
+            return _train(cfg, out, resume, progress, dist, held)
     finally:
         shutdown(dist)
 
 
-def _train(cfg: Config, out: Path, resume: bool, progress: bool, dist: Dist) -> dict:
+def _train(cfg: Config, out: Path, resume: bool, progress: bool, dist: Dist, held: ExitStack) -> dict:
     threads = cfg.train.threads or max(1, (os.cpu_count() or 1) // dist.world)
     torch.set_num_threads(threads)
     task = get_task(cfg.task)
@@ -63,7 +66,14 @@ def _train(cfg: Config, out: Path, resume: bool, progress: bool, dist: Dist) -> 
         task.check_data(cfg)  # before anything is written, so a data mistake leaves no trace
         if cfg.train.init and not (Path(cfg.train.init) / "model.safetensors").is_file():
             raise UserError(f"train.init: {cfg.train.init}: not a model directory (no model.safetensors)")
+        if not resume:
+            writable_dir(out, f"--out {out}")  # the lock file lives in it
+        # Rank 0 locks the run before it reads or writes it: a second train into it stops here.
+        if out.is_dir():
+            held.enter_context(RunLock(out))
         prepare_run_dir(out, cfg, resume)
+        if resume:  # a corrupt trainer.json is named before config.yaml is rewritten
+            trainer_state(read_trainer(checkpoint_dirs(out)[-1]), checkpoint_dirs(out)[-1] / "trainer.json")
         clean_partial(out)
         write_config(out, cfg)
     barrier(dist)
@@ -77,8 +87,9 @@ def _train(cfg: Config, out: Path, resume: bool, progress: bool, dist: Dist) -> 
     if cfg.train.init and not resume:  # a resumed run's checkpoint already holds what init gave it
         load_weights(model, Path(cfg.train.init) / "model.safetensors", key="train.init")
     if resume:
-        trainer = load_checkpoint(checkpoint_dirs(out)[-1], model, optimizer, dist.rank, dist.device)
-        state = TrainerState(**{k: v for k, v in trainer.items() if k in TrainerState.__dataclass_fields__})
+        last = checkpoint_dirs(out)[-1]
+        trainer = load_checkpoint(last, model, optimizer, dist.rank, dist.device)
+        state = trainer_state(trainer, last / "trainer.json")
         if dist.main:
             rewind_log(out, state.step)
     batches = main_first(dist, lambda: task.training_batches(cfg, toks, state.position))  # one cache writer
@@ -105,12 +116,15 @@ def _train(cfg: Config, out: Path, resume: bool, progress: bool, dist: Dist) -> 
     train_cfg = replace(cfg.train, precision=choice.precision, metric=metric)
     d_model = getattr(cfg.model.decoder, "d_model", 512)  # the noam schedule's scale
     state, reason = fit(model, optimizer, batches, validate, on_best, out, train_cfg, dist, state, d_model, progress)
-    if dist.main and reason != "interrupted":
+    if reason == "interrupted":
+        raise UserError(f"{out}: interrupted; saved step {state.step}, continue with --resume")
+    if dist.main and state.best is None:  # every validation was NaN (or infinite): there is no model to name
+        raise UserError(f"{out}: no model: every validation {metric} was NaN or infinite up to step "
+                        f"{state.step} (training diverged; a lower train.lr may help)")
+    if dist.main:
         _finish(out)
         print(f"any2seq: stopped at step {state.step} ({reason}); best valid {metric} "
               f"{state.best} at step {state.best_step}; model in {out}", file=sys.stderr)
-    if reason == "interrupted":
-        raise UserError(f"{out}: interrupted; saved step {state.step}, continue with --resume")
     return {**state.__dict__, "reason": reason}
 
 
@@ -124,6 +138,24 @@ def _precision(cfg: Config, model, dist: Dist) -> Choice:
         if bool(first.item()) != (choice.precision == "bf16"):
             choice = Choice("bf16" if bool(first.item()) else "fp32", "rank 0's choice")
     return choice
+
+
+# TrainerState's fields as trainer.json holds them; anything else there is a corrupt file.
+STATE_TYPES = {"step": int, "position": list, "best": (int, float, type(None)), "best_step": int,
+               "bad_validations": int, "elapsed_s": (int, float), "tokens": int}
+
+
+def trainer_state(trainer: dict, path: Path) -> TrainerState:
+    """The TrainerState a checkpoint's trainer.json holds; a UserError naming the file if it is corrupt."""
+    for key, kind in STATE_TYPES.items():
+        value = trainer.get(key, getattr(TrainerState(), key))
+        if isinstance(value, bool) or not isinstance(value, kind) or (isinstance(value, int) and value < 0):
+            raise UserError(f"{path}: {key}: not a valid value ({str(value)[:40]!r}); the checkpoint is corrupt")
+    position = trainer.get("position", [0, 0])
+    if len(position) != 2 or any(isinstance(i, bool) or not isinstance(i, int) or i < 0 for i in position):
+        raise UserError(f"{path}: position: expected [epoch, batch], got {str(position)[:40]!r}; "
+                        "the checkpoint is corrupt")
+    return TrainerState(**{k: v for k, v in trainer.items() if k in STATE_TYPES})
 
 
 def inherit_tokenizers(cfg: Config, out: Path) -> bool:

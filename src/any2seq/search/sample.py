@@ -32,6 +32,11 @@ def sample(step: Step, state: State, batch_size: int, bos: int, eos: int, max_le
 
     def draw(log_probs: Tensor) -> Tensor:
         probs = keep(log_probs.float()).softmax(-1)  # (B*n, V)
+        # A row the model scores NaN (NaN weights) has nothing to draw from: it ends, its NaN score says why.
+        broken = probs.isnan().any(-1, keepdim=True)  # (B*n, 1)
+        eos_only = torch.zeros_like(probs[0])
+        eos_only[eos] = 1.0
+        probs = torch.where(broken, eos_only, probs)
         return torch.multinomial(probs, 1, generator=generator).squeeze(1)
 
     hyps = decode_rows(step, reorder_state(state, copies), bos, eos, limits, draw)

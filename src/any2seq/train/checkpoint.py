@@ -92,6 +92,8 @@ def load_weights(model: nn.Module, path: Path, key: str | None = None) -> None:
     for name, t in tensors.items():
         if t.shape != expected.get(name, t).shape:
             raise UserError(f"{where}: {name} has shape {tuple(t.shape)}, the model wants {tuple(expected[name].shape)}")
+        if t.is_floating_point() and not bool(t.isfinite().all()):  # NaN weights decode nothing (all scores NaN)
+            raise UserError(f"{where}: {name} holds NaN or infinite values (did its training diverge?)")
     model.load_state_dict(tensors, strict=False)
 
 
@@ -178,19 +180,32 @@ def _remove(ckpt: Path) -> None:
     shutil.rmtree(doomed, ignore_errors=True)
 
 
+def read_trainer(ckpt: Path) -> dict:
+    """A checkpoint's trainer.json, checked to be one this version wrote (a UserError naming it if not)."""
+    path = Path(ckpt) / "trainer.json"
+    trainer = read_json(path)
+    if not isinstance(trainer, dict) or not isinstance(trainer.get("param_groups"), list):
+        raise UserError(f"{path}: not a trainer state (a JSON object with param_groups); the checkpoint is corrupt")
+    if trainer.get("format_version") != FORMAT_VERSION:
+        raise UserError(f"{ckpt}: checkpoint format {str(trainer.get('format_version'))[:20]} is not {FORMAT_VERSION}")
+    return trainer
+
+
 def load_checkpoint(ckpt: Path, model: nn.Module, optimizer, rank: int = 0,
                     device: torch.device = torch.device("cpu")) -> dict:
     """Restore model, optimiser and this rank's RNG from ``ckpt``; returns the trainer state."""
-    trainer = read_json(ckpt / "trainer.json")
-    if trainer.get("format_version") != FORMAT_VERSION:
-        raise UserError(f"{ckpt}: checkpoint format {trainer.get('format_version')} is not {FORMAT_VERSION}")
+    trainer, path = read_trainer(ckpt), ckpt / "trainer.json"
     load_weights(model, ckpt / "model.safetensors")
     tensors = load_tensors(ckpt / "optimizer.safetensors")
     if "rng.0.torch" not in tensors:
         raise UserError(f"{ckpt / 'optimizer.safetensors'}: no RNG state, so the run cannot continue exactly")
     restore_rng(tensors, rank, device)
     tensors = {k: v for k, v in tensors.items() if not k.startswith("rng.")}
-    restore_optimizer(optimizer, tensors, trainer.pop("param_groups"))
+    try:
+        restore_optimizer(optimizer, tensors, trainer.pop("param_groups"))
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError) as e:  # torch's own checks, or bad keys
+        raise UserError(f"{path}: its optimizer state does not fit this model ({str(e)[:80]}); "
+                        "the checkpoint is corrupt") from None
     return trainer
 
 

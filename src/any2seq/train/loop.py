@@ -52,13 +52,21 @@ class LossOf(nn.Module):
 
 
 class StopRequest:
-    """The first Ctrl-C asks the loop to save and stop after the current step; a second one aborts."""
+    """The first Ctrl-C asks the loop to save and stop after the current step; a second one aborts.
+
+    SIGTERM (what ``kill``, schedulers and torchrun send) and SIGHUP (a closed terminal) count as
+    Ctrl-C: their default action would end the run without a checkpoint of its last steps. A signal
+    the process was started ignoring (``nohup`` ignores SIGHUP) stays ignored.
+    """
+
+    SIGNALS = [signal.SIGINT, signal.SIGTERM] + ([signal.SIGHUP] if hasattr(signal, "SIGHUP") else [])
 
     def __init__(self):
         self.requested = False
 
     def __enter__(self):
-        self.previous = signal.signal(signal.SIGINT, self._handle)
+        self.previous = {signum: signal.signal(signum, self._handle) for signum in self.SIGNALS
+                         if signal.getsignal(signum) is not signal.SIG_IGN}
         return self
 
     def _handle(self, signum, frame):
@@ -67,7 +75,8 @@ class StopRequest:
         self.requested = True
 
     def __exit__(self, *exc):
-        signal.signal(signal.SIGINT, self.previous)
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
 
 
 def fit(model: nn.Module, optimizer: torch.optim.Optimizer, batches: Iterator, validate: Callable[[], dict],
@@ -169,7 +178,7 @@ def _validate_and_save(model, optimizer, validate, on_best, run_dir, cfg, dist, 
             metrics = validate()
         metric = cfg.metric or "loss"
         value = metrics[metric]
-        if not math.isnan(value) and better(metric, value, state.best):
+        if math.isfinite(value) and better(metric, value, state.best):
             state.best, state.best_step, state.bad_validations = value, state.step, 0
             on_best(metrics)
         else:
