@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from .config import Config, TransformerEncoderConfig
+from .config import Config, TransformerConfig
 from .decoding import SearchOptions
 from .errors import UserError
 from .modeldir import load_model
@@ -101,7 +101,7 @@ class Predictor:
 
 def learned_positions(component) -> int:
     """How many positions a Transformer encoder or decoder config with learned positions has; 0 if unbounded."""
-    learned = isinstance(component, TransformerEncoderConfig) and component.positions == "learned"
+    learned = isinstance(component, TransformerConfig) and component.positions == "learned"
     return component.max_positions if learned else 0
 
 

@@ -29,6 +29,8 @@ def write_config(run_dir: Path, cfg: Config) -> None:
 
 
 def read_config(run_dir: Path) -> Config:
+    if not Path(run_dir).is_dir():
+        raise UserError(f"{run_dir}: no such model directory")
     path = Path(run_dir) / "config.yaml"
     data = read_regular(path, MAX_CONFIG_BYTES,
                         missing=f"missing; is {run_dir} a model directory written by `any2seq train`?")

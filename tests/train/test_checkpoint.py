@@ -190,4 +190,7 @@ def test_no_source_file_can_unpickle():
     assert len(sources) > 10
     hits = [f"{p.relative_to(REPO)}:{i}: {line.strip()}" for p in sources
             for i, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1) if UNPICKLING.search(line)]
-    assert hits == []
+    # The one exception: a foreign pytorch_model.bin (import-hf) read with weights_only=True, which
+    # refuses every pickled object but tensors and plain containers (tests/hf test its payload refusal).
+    allowed = ["src/any2seq/hf/weights.py:31: tensors = torch.load(bin_, map_location=\"cpu\", weights_only=True)"]
+    assert [h for h in hits if h not in allowed] == []
