@@ -103,3 +103,11 @@ def test_old_bf16_key_still_loads_as_precision(tmp_path, capsys):
     assert load_config(path).train.precision == "bf16"
     assert "train.bf16: true is now train.precision: bf16" in capsys.readouterr().err
     assert load_config(path, ["train.bf16=false"]).train.precision == "fp32"
+
+
+def test_a_close_call_is_measured_again_rather_than_cached(monkeypatch):
+    monkeypatch.setattr(precision, "time_products", stub(1.0, 0.95))  # bf16 5 % faster: noise or load could do it
+    assert precision.choose("auto", SHAPES, 64, "cpu", train=True).precision == "bf16"
+    monkeypatch.setattr(precision, "time_products", stub(0.95, 1.0))
+    again = precision.choose("auto", SHAPES, 64, "cpu", train=True)
+    assert (again.precision, again.how) == ("fp32", "probe")

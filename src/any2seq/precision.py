@@ -6,7 +6,9 @@ that, so a setting that is right on one machine halves the speed on the next. Th
 products the model will run (its linear layers' shapes, with the rows a training batch or a decoding
 step gives them) in both precisions and keeps the faster. It takes well under a second, and the
 verdict is cached per CPU model, torch version, thread count and shape class in the user's cache
-directory, so later runs on the same machine reuse it.
+directory (``~/.cache/any2seq/precision.json``; delete it to measure again), so later runs on the
+same machine reuse it; a close call (within ``DECISIVE``) is not cached, since load on the machine
+or noise may have decided it, and it costs little either way.
 
 ``ANY2SEQ_PRECISION=fp32`` (or ``bf16``) pins what ``auto`` picks without probing: reproducible test
 suites and scripted comparisons.
@@ -35,6 +37,7 @@ ALIASES = {"float32": "fp32", "bfloat16": "bf16"}  # the API's older names for t
 ENV = "ANY2SEQ_PRECISION"
 TRAIN_ROWS = 512  # rows of a training product: a batch's tokens, capped (the speed ratio has settled by then)
 DECODE_ROWS = 64  # rows of a decoding step: a few sentences times the beam
+DECISIVE = 1.15  # a verdict is cached only when one precision is at least this much faster
 
 
 @dataclass(frozen=True)
@@ -106,7 +109,8 @@ def choose(precision: str, shapes: Sequence[tuple[int, int]], rows: int, device:
     gflops = {p: flops / max(probe(shapes, rows, DTYPES[p], train), 1e-9) / 1e9 for p in ("fp32", "bf16")}
     winner = "bf16" if gflops["bf16"] > gflops["fp32"] else "fp32"
     choice = Choice(winner, "probe", float(f"{gflops['fp32']:.3g}"), float(f"{gflops['bf16']:.3g}"))
-    _write_cache(key, choice)
+    if max(gflops.values()) >= DECISIVE * min(gflops.values()):
+        _write_cache(key, choice)  # a close call is measured again next time: it may have been noise or load
     return choice
 
 
