@@ -18,8 +18,8 @@ from hypothesis import settings
 from any2seq.tasks import translation as translation_task
 from any2seq.cli import main
 
-# No test asserts a duration: hypothesis' default 200 ms deadline per example is one, and it fails
-# at random on a shared 2-core machine. Tests check behaviour; benchmarks/ measure speed.
+# Tests check behaviour, not time: hypothesis' default 200 ms deadline per example is a time limit that fails
+# at random on a shared 2-core machine; benchmarks/ measure speed.
 settings.register_profile("any2seq", deadline=None)
 settings.load_profile("any2seq")
 

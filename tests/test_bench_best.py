@@ -86,5 +86,5 @@ def test_tables_show_two_rows_per_system_and_name_the_cpu():
     assert "| any2seq | best precision | 200 (bf16) | 50.0 (fp32) | 20.0 (fp32) |" in precision
     assert "| HF Marian | 35.0 (bf16) | 12.0 (fp32, 2 workers) |" in best.config_table(s, LABELS)
     assert text.count("on Test CPU 9000") == 3
-    speedup = best.speedup_table(best.speedups(s, RATIO_ROWS), LABELS).splitlines()
-    assert len(speedup) == 2 + 6 and all(line.count("|") == 6 for line in speedup)
+    table = best.speedup_table(best.speedups(s, RATIO_ROWS), LABELS).splitlines()
+    assert len(table) == 2 + 6 and all(line.count("|") == 6 for line in table)
