@@ -12,7 +12,7 @@ import torch
 
 from .config import Config
 from .errors import UserError
-from .fileio import atomic_write, writable_dir
+from .fileio import atomic_write, writable_dir, write_error
 from .hf.tokenizer import FILES as MARIAN_FILES
 from .modeldir import config_changes, read_config, write_card, write_config
 from .models import count_parameters
@@ -110,8 +110,11 @@ def _train(cfg: Config, out: Path, resume: bool, progress: bool, dist: Dist, hel
     card["precision"] = choice.record()
     if dist.main:
         print(choice.line("training"), file=sys.stderr)
-        with open(out / "metrics.jsonl", "a", encoding="utf-8") as log:  # a resumed run may choose anew
-            log.write(json.dumps({"step": state.step, "precision": choice.record()}) + "\n")
+        try:  # a resumed run may choose anew: each start is recorded
+            with open(out / "metrics.jsonl", "a", encoding="utf-8") as log:
+                log.write(json.dumps({"step": state.step, "precision": choice.record()}) + "\n")
+        except OSError as e:  # a full disk: one line naming the file, as the loop's own records
+            raise write_error(out / "metrics.jsonl", e) from None
     metric = selected_metric(cfg.task, cfg.train.metric, cfg.train.valid_bleu)
     train_cfg = replace(cfg.train, precision=choice.precision, metric=metric)
     d_model = getattr(cfg.model.decoder, "d_model", 512)  # the noam schedule's scale
