@@ -127,7 +127,7 @@ def time_products(shapes: Sequence[tuple[int, int]], rows: int, dtype: torch.dty
     tensors = {(k, n): (torch.randn(rows, k, generator=gen).to(dtype), torch.randn(n, k, generator=gen).to(dtype),
                         torch.randn(rows, n, generator=gen).to(dtype)) for k, n in unique}
     # Decoding multiplies by oneDNN-prepacked weights where it can (nn/packed.py): time those.
-    prepacked = not train and packed.available()
+    prepacked = not train and packed.available(dtype)
     weights = {s: torch.ops.mkldnn._reorder_linear_weight(w) if prepacked else w for s, (_, w, _) in tensors.items()}
 
     def one_pass() -> float:
@@ -165,7 +165,9 @@ def _cache_key(shapes, rows: int, train: bool) -> str:
     def p2(x: int) -> int:
         return 1 << max(0, int(x) - 1).bit_length()
     widths = sorted({(p2(k), p2(n)) for k, n in shapes})
-    return json.dumps([cpu_name(), torch.__version__, torch.get_num_threads(), "train" if train else "decode",
+    # the model name alone can hide two CPUs ("AMD EPYC" is Zen 3 with AVX2 and Zen 4 with AVX512-BF16)
+    return json.dumps([cpu_name(), torch.backends.cpu.get_cpu_capability(), torch.__version__,
+                       torch.get_num_threads(), "train" if train else "decode",
                        p2(rows), widths])
 
 

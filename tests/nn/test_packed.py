@@ -72,3 +72,18 @@ def test_a_linear_made_under_inference_mode_is_packed():
         linear = nn.Linear(4, 3)
         packed, x = PackedLinear(linear), torch.randn(2, 4)
         torch.testing.assert_close(packed(x), linear(x))
+
+
+def test_a_dtype_the_cpu_cannot_prepack_goes_through_the_plain_linear(monkeypatch):
+    """AVX2-only CPUs (AMD Zen 3) have oneDNN's float32 prepacking but not its bfloat16 one, which
+    raises instead of falling back: decoding and the precision probe must not depend on it."""
+    from any2seq import precision
+    from any2seq.nn import packed as packed_module
+
+    monkeypatch.setattr(packed_module, "available", lambda dtype=torch.float32: dtype == torch.float32)
+    torch.manual_seed(3)
+    linear = nn.Linear(16, 8).to(torch.bfloat16)
+    x = torch.randn(5, 16).to(torch.bfloat16)
+    with torch.inference_mode():
+        torch.testing.assert_close(PackedLinear(linear)(x), linear(x))
+    assert precision.time_products([(16, 8)], 4, torch.bfloat16, train=False, repeats=1) > 0
