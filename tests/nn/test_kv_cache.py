@@ -54,3 +54,29 @@ def test_gradients_flow_through_a_selected_cache():
     (out.k.sum() + 2 * out.v.sum()).backward()
     assert torch.equal(k.grad[1], torch.full_like(k[1], 2.0)) and torch.equal(k.grad[0], torch.zeros_like(k[0]))
     assert torch.equal(new_v.grad, torch.full_like(new_v, 2.0))
+
+
+def test_appends_grow_in_place_and_equal_concatenation():
+    k, v = kv(3, 1, seed=7)
+    cache, want_k, want_v = KVCache.empty(3, 2, 4, k, torch.float32), k[:, :, :0], v[:, :, :0]
+    history = []
+    for t in range(40):  # past the first capacity and a doubling
+        new = kv(3, 1, seed=100 + t)
+        cache = cache.append(*new)
+        want_k, want_v = torch.cat([want_k, new[0]], 2), torch.cat([want_v, new[1]], 2)
+        history.append((cache, want_k, want_v))
+        assert cache.length == t + 1 and torch.equal(cache.k, want_k) and torch.equal(cache.v, want_v)
+    assert history[20][0].buf is history[25][0].buf  # no copy between doublings
+    for old, old_k, old_v in history:  # every earlier cache still sees its own positions only
+        assert torch.equal(old.k, old_k) and torch.equal(old.v, old_v)
+
+
+def test_an_older_cache_continued_again_copies_instead_of_overwriting():
+    k, v = kv(2, 3, seed=8)
+    base = KVCache.empty(2, 2, 4, k, torch.float32).append(k, v)
+    a_new, b_new = kv(2, 1, seed=9), kv(2, 1, seed=10)
+    a = base.append(*a_new)  # in place, after base's positions
+    b = base.append(*b_new)  # base no longer ends the buffer: a fresh one
+    assert a.buf is base.buf and b.buf is not base.buf
+    assert torch.equal(a.k, torch.cat([k, a_new[0]], 2)) and torch.equal(b.k, torch.cat([k, b_new[0]], 2))
+    assert torch.equal(a.append(*b_new).v, torch.cat([v, a_new[1], b_new[1]], 2))
