@@ -52,6 +52,7 @@ SYSTEMS = {
     "hf-w2": ("hf_marian.py", "peer", "hf"),
     "hf-bf16-w2": ("hf_marian.py", "peer", "hf-bf16"),
     "ct2": ("ct2_any2seq.py", "main", "any2seq"),
+    "ct2-w2": ("ct2_any2seq.py", "main", "any2seq"),
     "ct2-hf": ("ct2_marian.py", "peer", "hf"),
     "ct2-hf-w2": ("ct2_marian.py", "peer", "hf"),
     "onmt": ("onmt_sys.py", "peer", None),
@@ -65,18 +66,19 @@ SYSTEMS = {
 VARIANTS = {"any2seq-bf16": {"precision": "bf16"}, "any2seq-w2": {"workers": 2},
             "any2seq-bf16-w2": {"precision": "bf16", "workers": 2}, "hf-bf16": {"precision": "bf16"},
             "hf-w2": {"workers": 2}, "hf-bf16-w2": {"precision": "bf16", "workers": 2},
-            "ct2-hf-w2": {"workers": 2}}
+            "ct2-w2": {"workers": 2}, "ct2-hf-w2": {"workers": 2}}
 LABELS = {"any2seq": "any2seq", "any2seq-bf16": "any2seq, bf16 autocast", "any2seq-w2": "any2seq, 2 workers",
           "any2seq-bf16-w2": "any2seq, bf16, 2 workers", "torch": "plain PyTorch (no KV cache)", "hf": "HF Marian",
           "hf-bf16": "HF Marian, bf16 autocast", "hf-w2": "HF Marian, 2 workers",
           "hf-bf16-w2": "HF Marian, bf16, 2 workers", "ct2": "CTranslate2 (any2seq export)",
+          "ct2-w2": "CTranslate2 (any2seq export), 2 workers",
           "ct2-hf": "CTranslate2 (HF Marian)", "ct2-hf-w2": "CTranslate2 (HF Marian), 2 workers",
           "onmt": "OpenNMT-py", "joeynmt": "JoeyNMT"}
 SHORT = {"any2seq": "any2seq", "any2seq-bf16": "any2seq\nbf16", "any2seq-w2": "any2seq\nx2",
          "any2seq-bf16-w2": "any2seq\nbf16 x2", "torch": "PyTorch\n(no cache)", "hf": "HF Marian",
          "hf-bf16": "HF Marian\nbf16", "hf-w2": "HF Marian\nx2", "hf-bf16-w2": "HF Marian\nbf16 x2",
-         "ct2": "CT2\n(any2seq)", "ct2-hf": "CT2\n(HF)", "ct2-hf-w2": "CT2 (HF)\nx2", "onmt": "OpenNMT-py",
-         "joeynmt": "JoeyNMT"}
+         "ct2": "CT2\n(any2seq)", "ct2-w2": "CT2 (any2seq)\nx2", "ct2-hf": "CT2\n(HF)", "ct2-hf-w2": "CT2 (HF)\nx2",
+         "onmt": "OpenNMT-py", "joeynmt": "JoeyNMT"}
 DEFAULT_SYSTEMS = ",".join(SYSTEMS)
 DECODE_ONLY = ["any2seq", "any2seq-bf16", "hf", "hf-bf16", "onmt"]  # trainers that keep their model in the workdir
 
