@@ -116,7 +116,7 @@ def test_read_coco_pairs_every_caption_with_its_image(tmp_path):
     (json.dumps({"images": [{"id": 1, "file_name": "a.png"}], "annotations": [{"image_id": 2, "caption": "x"}]}),
      "image_id 2 is not in 'images'"),
     (json.dumps({"images": [{"id": 1, "file_name": "gone.png"}], "annotations": [{"image_id": 1, "caption": "x"}]}),
-     "gone.png does not exist"),
+     "gone.png' does not exist"),
     (json.dumps({"images": [{"id": 1, "file_name": 5}], "annotations": []}), "'file_name' must be str, got int"),
 ])
 def test_bad_caption_files_name_the_file_and_key(tmp_path, content, message):

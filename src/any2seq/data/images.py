@@ -141,7 +141,7 @@ def read_coco(json_path, image_dir) -> list[tuple[Path, str]]:
     missing = sorted({str(p) for p, _ in pairs if not _is_file(p)})
     if missing:
         more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
-        raise UserError(f"{where(path)}: image file {missing[0]} does not exist{more}")
+        raise UserError(f"{where(path)}: image file {missing[0]!r} does not exist{more}")  # repr: a name may hold a newline
     if not pairs:
         raise UserError(f"{where(path)}: no captions")
     return pairs
