@@ -127,7 +127,7 @@ def time_products(shapes: Sequence[tuple[int, int]], rows: int, dtype: torch.dty
     tensors = {(k, n): (torch.randn(rows, k, generator=gen).to(dtype), torch.randn(n, k, generator=gen).to(dtype),
                         torch.randn(rows, n, generator=gen).to(dtype)) for k, n in unique}
     # Decoding multiplies by oneDNN-prepacked weights where it can (nn/packed.py): time those.
-    prepacked = not train and packed.available()
+    prepacked = not train and packed.available(dtype)
     weights = {s: torch.ops.mkldnn._reorder_linear_weight(w) if prepacked else w for s, (_, w, _) in tensors.items()}
 
     def one_pass() -> float:

@@ -13,6 +13,7 @@ since (an optimiser step bumps its version), so training a loaded model stays co
 """
 from __future__ import annotations
 
+import functools
 import threading
 
 import torch
@@ -20,13 +21,15 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 
-def available() -> bool:
-    """Whether this PyTorch build has oneDNN's prepacked linear (CPU builds do)."""
+@functools.cache
+def available(dtype: torch.dtype = torch.float32) -> bool:
+    """Whether this PyTorch build and CPU have oneDNN's prepacked linear for ``dtype``: CPU builds do
+    for float32; bfloat16 also needs AVX-512 (BW, VL, DQ) or AVX-NE-CONVERT, which an AVX2-only CPU lacks."""
     if not torch.backends.mkldnn.is_available():
         return False
     try:
-        w = torch.ops.mkldnn._reorder_linear_weight(torch.ones(2, 2))
-        torch.ops.mkldnn._linear_pointwise(torch.ones(1, 2), w, None, "none", [], "")
+        w = torch.ops.mkldnn._reorder_linear_weight(torch.ones(2, 2, dtype=dtype))
+        torch.ops.mkldnn._linear_pointwise(torch.ones(1, 2, dtype=dtype), w, None, "none", [], "")
     except (RuntimeError, AttributeError, NotImplementedError):
         return False
     return True
@@ -64,7 +67,7 @@ class PackedLinear(nn.Linear):
     def forward(self, x: Tensor) -> Tensor:
         w = self.weight
         needs_grad = torch.is_grad_enabled() and (w.requires_grad or x.requires_grad)
-        if needs_grad or x.device.type != "cpu" or x.dtype != w.dtype:
+        if needs_grad or x.device.type != "cpu" or x.dtype != w.dtype or not available(w.dtype):
             return F.linear(x, w, self.bias)
         return torch.ops.mkldnn._linear_pointwise(x, self.packed(), self.bias, "none", [], "")
 
