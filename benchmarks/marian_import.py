@@ -4,7 +4,7 @@ import-hf``, by any2seq, on the same sentences in the same batches, greedy and b
 at each of its precisions.
 
     make bench-marian MARIAN_ARGS="--sentences 300"
-    PYTHONPATH=src python benchmarks/marian_import.py [--sentences 300] [--max-len 64] [--threads 2]
+    PYTHONPATH=src python benchmarks/marian_import.py [--sentences 200] [--max-len 64] [--threads 2]
 
 The model and its import are cached in ``--workdir`` (benchmarks/.work/marian/). The sources: the
 first ``--sentences`` lines of test_2016_flickr.de, sorted longest first (MarianTokenizer's
@@ -136,7 +136,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--shape", default="opus-mt", choices=sorted(SHAPES))
     ap.add_argument("--train-steps", type=int, default=0, help="full-batch steps on 64 short pairs (0: random)")
-    ap.add_argument("--sentences", type=int, default=300)
+    ap.add_argument("--sentences", type=int, default=200)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--max-len", type=int, default=64)
     ap.add_argument("--threads", type=int, default=2)
