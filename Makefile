@@ -1,5 +1,6 @@
 # any2seq: `make demo` trains and evaluates the default model; `make test` runs the test suite;
-# `make bench` compares any2seq with its peers (benchmarks/README.md), `make bench-quick` in minutes.
+# `make bench` compares any2seq with its peers (benchmarks/README.md), `make bench-quick` in minutes,
+# `make bench-marian` decodes an imported Marian model with HF generate and with any2seq.
 PY      ?= python3
 VENV    ?= .venv
 BIN      = $(VENV)/bin
@@ -9,8 +10,9 @@ TEST_SRC = data/multi30k/test_2016_flickr.de.gz
 TEST_REF = data/multi30k/test_2016_flickr.en.gz
 BENCH_VENV ?= .bench-venv
 BENCH_ARGS ?=
+MARIAN_ARGS ?=
 
-.PHONY: venv demo test clean bench bench-quick bench-venv
+.PHONY: venv demo test clean bench bench-quick bench-venv bench-marian
 
 venv: $(BIN)/any2seq
 
@@ -43,6 +45,11 @@ bench: venv bench-venv
 
 bench-quick: venv bench-venv
 	$(BIN)/python benchmarks/run.py --quick --peer-python $(BENCH_VENV)/bin/python $(BENCH_ARGS)
+
+# Decoding speed on imported weights: an opus-mt-shaped MarianMTModel, HF generate against any2seq
+# after `any2seq import-hf`, same sentences and batches (benchmarks/marian_import.py).
+bench-marian: venv
+	$(BIN)/python benchmarks/marian_import.py $(MARIAN_ARGS)
 
 clean:
 	rm -rf $(VENV) $(BENCH_VENV) benchmarks/.work runs data/multi30k/.cache
