@@ -121,6 +121,14 @@ def test_wav2vec2_input_is_resampled_and_normalised_as_its_feature_extractor(sav
     assert memory.mask.sum().item() == positions.item() == theirs.size(1) == 49  # 320 samples a position
 
 
+def test_a_wav2vec2_input_shorter_than_its_receptive_field_gives_one_position(saved):
+    encoder = pretrained(saved("wav2vec2"), sample_rate=16000).eval()
+    assert encoder.inputs.min_samples == 325  # the tiny model's convolutions (wav2vec2-base's: 400, 25 ms)
+    with torch.no_grad():
+        memory = encoder(torch.rand(2, 120) - 0.5, torch.tensor([120, 60]))
+    assert memory.states.shape == (2, 1, 32) and memory.mask.all()
+
+
 def test_vit_sees_what_its_image_processor_gives(saved):
     from transformers import ViTImageProcessorPil, ViTModel
 

@@ -57,6 +57,9 @@ class WaveformInput(nn.Module):
         super().__init__()
         self.rate, self.model_rate, self.normalize, self.attention_mask = rate, model_rate, normalize, attention_mask
         self.convs = list(zip(kernels, strides))
+        self.min_samples = 1  # the convolutions' receptive field: shorter input is padded with zeros to it
+        for kernel, stride in reversed(self.convs):
+            self.min_samples = (self.min_samples - 1) * stride + kernel
 
     def output_lengths(self, samples: Tensor) -> Tensor:
         """(B,) samples -> (B,) positions after the convolutional feature encoder (no padding)."""
@@ -73,9 +76,9 @@ class WaveformInput(nn.Module):
             mean = x.sum(1, keepdim=True) / n
             var = ((x - mean) ** 2 * mask).sum(1, keepdim=True) / n
             x = (x - mean) / torch.sqrt(var + 1e-7) * mask
-        inputs = {"input_values": x}
+        inputs = {"input_values": F.pad(x, (0, max(0, self.min_samples - x.size(1))))}
         if self.attention_mask:
-            inputs["attention_mask"] = mask.long()
+            inputs["attention_mask"] = F.pad(mask, (0, inputs["input_values"].size(1) - x.size(1))).long()
         return inputs, self.output_lengths(lengths)
 
 
