@@ -203,6 +203,13 @@ def test_freeze_feature_encoder_on_a_vit_is_refused(saved, tmp_path, monkeypatch
     assert len(err.splitlines()) == 1 and "model.encoder.freeze" in err and "vit has none" in err
 
 
+def test_a_folder_without_weights_is_one_line(saved, tmp_path):
+    folder = Path(shutil.copytree(saved("vit"), tmp_path / "vit"))
+    (folder / "model.safetensors").unlink()
+    with pytest.raises(UserError, match=r"model.encoder.path: .*vit: cannot read its weights"):
+        pretrained_state(encoder_config(folder))
+
+
 def test_a_missing_transformers_is_one_line(saved, monkeypatch):
     cfg = encoder_config(saved("vit"))
     monkeypatch.setitem(sys.modules, "transformers", None)  # import transformers now fails

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import pickle
 from dataclasses import dataclass, field
 
 import torch
@@ -89,6 +90,9 @@ def pretrained_state(cfg: HFEncoderConfig) -> dict[str, Tensor]:
     try:
         model = _class(family.pretrained).from_pretrained(cfg.path, config=hf_config_object(cfg), local_files_only=True,
                                                            dtype=torch.float32, weights_only=True, **family.kwargs)
+    except (OSError, ValueError, pickle.UnpicklingError) as e:  # no weights, a truncated file, a refused pickle
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise UserError(f"model.encoder.path: {cfg.path}: cannot read its weights ({first[:160]})") from None
     finally:
         logging.set_verbosity(verbosity)
         logging.enable_progress_bar()
