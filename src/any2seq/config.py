@@ -15,6 +15,7 @@ from typing import Any, Literal, Union
 
 import yaml
 
+from .encoders.hf_config import HFEncoderConfig
 from .errors import UserError, clip, preview
 from .fileio import MiB, read_regular
 from .task_metrics import TASK_METRICS
@@ -188,7 +189,7 @@ class FramesDecoderConfig:
 
 
 EncoderConfig = Union[TransformerEncoderConfig, RNNEncoderConfig, ImageEncoderConfig, VideoEncoderConfig,
-                      AudioEncoderConfig]
+                      AudioEncoderConfig, HFEncoderConfig]
 DecoderConfig = Union[TransformerDecoderConfig, RNNDecoderConfig, FramesDecoderConfig]
 
 

@@ -19,6 +19,7 @@ from .config import (
 )
 from .decoders.rnn import RNNDecoder
 from .decoders.transformer import TransformerDecoder
+from .encoders.hf import build_hf_encoder
 from .encoders.text import RNNEncoder, TransformerEncoder
 from .errors import UserError
 from .interfaces import (BOS_ID, EOS_ID, PAD_ID, Decoder, Encoder, EncoderDecoder, as_memory, lengths_to_mask,
@@ -190,7 +191,7 @@ def frames_decoder(cfg: FramesDecoderConfig, frame_shape: tuple[int, int, int], 
 
 
 ENCODERS = {"transformer": transformer_encoder, "rnn": rnn_encoder, "gru": rnn_encoder, "lstm": rnn_encoder,
-            "image": image_encoder, "video": video_encoder, "audio": audio_encoder}
+            "image": image_encoder, "video": video_encoder, "audio": audio_encoder, "hf": build_hf_encoder}
 DECODERS = {"transformer": transformer_decoder, "rnn": rnn_decoder, "gru": rnn_decoder, "lstm": rnn_decoder,
             "frames": frames_decoder}
 TEXT_ENCODERS = {"transformer", "rnn", "gru", "lstm"}

@@ -13,6 +13,7 @@ import torch
 from .config import Config
 from .errors import UserError
 from .fileio import atomic_write, writable_dir, write_error
+from .hf.encoder_folder import load_pretrained_encoder, with_hf_encoder
 from .hf.tokenizer import FILES as MARIAN_FILES
 from .modeldir import config_changes, read_config, write_card, write_config
 from .models import count_parameters
@@ -50,6 +51,7 @@ def prepare_run_dir(out: Path, cfg: Config, resume: bool) -> None:
 def train(cfg: Config, out: Path, resume: bool = False, progress: bool = True) -> dict:
     """Train a model as ``cfg`` describes into ``out``; returns the final trainer state as a dict."""
     out = Path(out)
+    cfg = with_hf_encoder(cfg)  # an hf encoder's config.json goes into the run's config
     dist = init_distributed()
     try:
         with ExitStack() as held:  # the run directory's lock, held until training ends
@@ -86,6 +88,8 @@ def _train(cfg: Config, out: Path, resume: bool, progress: bool, dist: Dist, hel
     state = TrainerState()
     if cfg.train.init and not resume:  # a resumed run's checkpoint already holds what init gave it
         load_weights(model, Path(cfg.train.init) / "model.safetensors", key="train.init")
+    elif not resume:
+        load_pretrained_encoder(model, cfg)  # an hf encoder starts from its folder's weights
     if resume:
         last = checkpoint_dirs(out)[-1]
         trainer = load_checkpoint(last, model, optimizer, dist.rank, dist.device)

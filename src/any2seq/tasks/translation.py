@@ -31,6 +31,10 @@ def check_data(cfg: Config) -> None:
 def prepare_tokenizers(cfg: Config, run_dir: Path, reuse: bool) -> Tokenizers:
     """Train the sentencepiece model(s) into ``run_dir``; with ``reuse``, load those already there."""
     run_dir, data, tok = Path(run_dir), cfg.data, cfg.tokenizer
+    if cfg.model.encoder.kind == "hf":  # a pretrained text encoder reads its own tokenizer's ids
+        from ..hf.source_tokenizer import prepare_hf_source
+
+        return prepare_hf_source(cfg, run_dir, reuse)
     if reuse:
         return load_tokenizers(cfg, run_dir)
     if tok.kind == "marian":
@@ -46,6 +50,10 @@ def prepare_tokenizers(cfg: Config, run_dir: Path, reuse: bool) -> Tokenizers:
 
 def load_tokenizers(cfg: Config, run_dir: Path) -> Tokenizers:
     """The tokenizers saved in a run directory: sentencepiece model(s), or an imported Marian vocabulary."""
+    if cfg.model.encoder.kind == "hf":
+        from ..hf.source_tokenizer import load_hf_source
+
+        return load_hf_source(Path(run_dir))
     if cfg.tokenizer.kind == "marian":
         from ..hf.tokenizer import load_marian_tokenizers
 
