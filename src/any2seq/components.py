@@ -7,10 +7,13 @@ itself instead (``any2seq.registry.register_encoder`` or the ``any2seq.component
 """
 from __future__ import annotations
 
+from . import metrics
 from .decoders import frames as frames_decoder
 from .decoders import rnn as rnn_decoder
 from .decoders import transformer as transformer_decoder
 from .encoders import audio, image, text, video
+from .tasks import captioning, speech, text_generation, translation
+from .tasks import video as video_tasks
 
 COMPONENTS = [
     # encoders (the first is the default when a config gives no kind)
@@ -23,4 +26,21 @@ COMPONENTS = [
     transformer_decoder.TRANSFORMER,
     rnn_decoder.RNN,
     frames_decoder.FRAMES,
+    # tasks (the first is the default)
+    translation.TASK,
+    text_generation.TASK,
+    captioning.TASK,
+    speech.TASK,
+    video_tasks.VIDEO_PREDICTION,
+    video_tasks.TEXT_TO_VIDEO,
+    # metrics: their names and which way is better
+    metrics.LOSS,
+    metrics.BLEU_SCORE,
+    metrics.CHRF_SCORE,
+    metrics.EXACT,
+    metrics.COVERAGE,
+    metrics.WER,
+    metrics.CER,
+    metrics.MSE,
+    metrics.SSIM,
 ]

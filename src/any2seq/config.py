@@ -10,7 +10,7 @@ import sys
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
 import yaml
 
@@ -20,7 +20,6 @@ from .decoders.transformer import TransformerDecoderConfig
 from .encoders.text import TransformerEncoderConfig
 from .errors import UserError, clip, preview
 from .fileio import MiB, read_regular
-from .task_metrics import TASK_METRICS
 from .yamlio import parse_yaml
 
 # --- the model: its encoder and decoder sections take the config class their `kind` selects --------
@@ -220,23 +219,19 @@ class DecodeConfig:
                 "max_src_len": self.max_src_len}
 
 
-TaskName = Literal["translation", "text_generation", "captioning", "speech", "video_prediction", "text_to_video"]
-DATA_CONFIGS = {"translation": DataConfig, "text_generation": ConceptDataConfig, "captioning": CaptionDataConfig,
-                "speech": SpeechDataConfig, "video_prediction": VideoDataConfig, "text_to_video": VideoDataConfig}
-AnyDataConfig = Union[DataConfig, ConceptDataConfig, CaptionDataConfig, SpeechDataConfig, VideoDataConfig]
 
 
 @dataclass(frozen=True)
 class Config:
-    task: TaskName = "translation"
-    data: AnyDataConfig = field(default_factory=DataConfig)  # its class follows the task: DATA_CONFIGS
+    task: str = "translation"  # a registered task (components.py)
+    data: Any = field(default_factory=DataConfig)  # its class follows the task: its TaskPart's data_config
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     decode: DecodeConfig = field(default_factory=DecodeConfig)
 
     def check(self):
-        reported = TASK_METRICS[self.task][1]
+        reported = registry.task(self.task).metrics
         _require(not self.train.metric or self.train.metric in reported, "train.metric",
                  f"{self.train.metric} is not reported by the {self.task} task (its metrics: {', '.join(reported)})")
 
@@ -339,7 +334,8 @@ def migrate(raw: dict, saved: bool = False) -> list[str]:
         else:
             train["precision"] = bf16  # let validation name the bad value
     task = raw.get("task", "translation")
-    if saved and task in TASK_METRICS and train.get("metric") not in (None, "", *TASK_METRICS[task][1]):
+    if saved and task in registry.names("task") and train.get("metric") not in (None, "",
+                                                                             *registry.task(task).metrics):
         train["metric"] = ""
     return notes
 
@@ -358,8 +354,11 @@ def _build(cls, raw: Any, prefix: str):
     fields = {f.name: f for f in dataclasses.fields(cls)}
     hints = typing.get_type_hints(cls)
     if cls is Config:  # the data section's class follows the task
-        task = _convert(hints["task"], raw.get("task", "translation"), "task")
-        hints["data"] = DATA_CONFIGS[task]
+        task = raw.get("task", "translation")
+        try:
+            hints["data"] = registry.task(task).data_config
+        except registry.UnknownName as e:
+            raise _Invalid("task", f"{_show(task)} is not one of {', '.join(e.valid)}") from None
         if "data" not in raw:
             raw = {**raw, "data": {}}
     for key in raw:
