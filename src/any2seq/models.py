@@ -41,11 +41,11 @@ class Seq2Seq(EncoderDecoder):
         memory = as_memory(self.encoder(batch.src, batch.src_lengths), batch.src_lengths)
         state = self.decoder.init_state(memory, batch.src_lengths)
         smoothing = self.label_smoothing if self.training else 0.0
-        proj = getattr(self.decoder, "proj", None)
-        if hasattr(self.decoder, "features") and isinstance(proj, nn.Linear) and proj.bias is None:
+        proj = self.decoder.output_embedding()
+        if proj is not None and proj.bias is None:  # fused: no (B, T, V) logits
             hidden, _ = self.decoder.features(shift_right(batch.tgt, self.bos), state)  # (B, T, D)
             loss = linear_cross_entropy(hidden.flatten(0, 1), proj.weight, batch.tgt.flatten(), self.pad, smoothing)
-        else:  # a decoder without a separate output layer: its logits (B, T, V)
+        else:  # an output layer with a bias, or none declared: the decoder's logits (B, T, V)
             logits, _ = self.decoder(shift_right(batch.tgt, self.bos), state)
             loss = F.cross_entropy(logits.flatten(0, 1).float(), batch.tgt.flatten(), ignore_index=self.pad,
                                    label_smoothing=smoothing, reduction="sum")
@@ -136,10 +136,10 @@ def build_model(cfg: ModelConfig, src_vocab: int = 0, tgt_vocab: int = 0, label_
     dims = Sizes(src_vocab, tgt_vocab, frame_shape=frame_shape)
     if encoder is None:
         encoder = registry.encoder(cfg.encoder.kind).build(cfg.encoder, dims)
-    memory_dim = getattr(encoder, "out_dim", None)
-    if memory_dim is None:
-        raise UserError("a custom encoder must say its output width in an `out_dim` attribute")
-    dims = replace(dims, memory_dim=memory_dim)
+    if getattr(encoder, "out_dim", None) is None:  # (a user's encoder may be any nn.Module)
+        raise UserError(f"{type(encoder).__name__} does not declare out_dim, the width of its output "
+                        "(set self.out_dim in __init__)")
+    dims = replace(dims, memory_dim=encoder.out_dim)
     part = registry.decoder(cfg.decoder.kind)
     if part.frames:
         if frame_shape is None:
@@ -153,8 +153,6 @@ def build_model(cfg: ModelConfig, src_vocab: int = 0, tgt_vocab: int = 0, label_
     if cfg.tie_output:
         tie_output(decoder)
     if cfg.share_embeddings:
-        if not hasattr(encoder, "embed"):
-            raise UserError(f"model.share_embeddings: the {cfg.encoder.kind} encoder has no token embedding to share")
         share_embeddings(encoder, decoder, src_vocab, tgt_vocab)
     token_decoder = isinstance(cfg.decoder, TransformerDecoderConfig)  # start and never_output are its keys
     start = PAD_ID if token_decoder and cfg.decoder.start == "pad" else BOS_ID
@@ -164,13 +162,18 @@ def build_model(cfg: ModelConfig, src_vocab: int = 0, tgt_vocab: int = 0, label_
     return Seq2Seq(encoder, decoder, label_smoothing, cfg.ctc_weight, tgt_vocab, start, never_output)
 
 
-def _token_table(module: nn.Module) -> nn.Embedding:
-    embed = module.embed
-    return embed.tokens if hasattr(embed, "tokens") else embed
+def _declared(component: nn.Module, piece: str, key: str):
+    """``component.piece()``, or a one-line error naming the key, the class and the missing piece."""
+    declared = getattr(component, piece, None)
+    value = declared() if callable(declared) else None
+    if value is None:
+        raise UserError(f"{key}: {type(component).__name__} declares no {piece}(); set {key.split('.')[-1]}: false")
+    return value
 
 
 def tie_output(decoder: nn.Module) -> None:
-    proj, table = decoder.proj, _token_table(decoder)
+    proj = _declared(decoder, "output_embedding", "model.tie_output")
+    table = _declared(decoder, "input_embedding", "model.tie_output")
     if proj.weight.shape != table.weight.shape:
         raise UserError(f"model.tie_output: the output layer {tuple(proj.weight.shape)} and the target "
                         f"embedding {tuple(table.weight.shape)} differ in size; set tie_output: false")
@@ -178,7 +181,8 @@ def tie_output(decoder: nn.Module) -> None:
 
 
 def share_embeddings(encoder: nn.Module, decoder: nn.Module, src_vocab: int, tgt_vocab: int) -> None:
-    src_table, tgt_table = _token_table(encoder), _token_table(decoder)
+    src_table = _declared(encoder, "input_embedding", "model.share_embeddings")
+    tgt_table = _declared(decoder, "input_embedding", "model.share_embeddings")
     if src_vocab != tgt_vocab or src_table.weight.shape != tgt_table.weight.shape:
         raise UserError("model.share_embeddings: needs tokenizer.joint and equal embedding sizes "
                         f"(source {tuple(src_table.weight.shape)}, target {tuple(tgt_table.weight.shape)})")

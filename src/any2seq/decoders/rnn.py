@@ -64,6 +64,12 @@ class RNNDecoder(Decoder):
         x, state = self.features(X, state)
         return self.proj(x), state
 
+    def input_embedding(self) -> nn.Embedding:
+        return self.embed
+
+    def output_embedding(self) -> nn.Linear:
+        return self.proj
+
     def features(self, X: Tensor, state):
         """What ``forward`` feeds the output layer ``proj``: (B, T, E), and the new state."""
         x = self.drop(self.embed(X))  # (B, T, E)

@@ -53,6 +53,12 @@ class TransformerDecoder(Decoder):
         x, state = self.features(X, state)
         return self.proj(x), state
 
+    def input_embedding(self) -> nn.Embedding:
+        return self.embed.tokens
+
+    def output_embedding(self) -> nn.Linear:
+        return self.proj
+
     def features(self, X: Tensor, state):
         """What ``forward`` feeds the output layer ``proj``: (B, T, D), new state."""
         offset = state["self"][0].length

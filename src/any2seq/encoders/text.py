@@ -39,6 +39,9 @@ class TransformerEncoder(Encoder):
             x = layer(x, mask)
         return Memory(self.norm(x), mask)  # (B, S, D)
 
+    def input_embedding(self) -> nn.Embedding:
+        return self.embed.tokens
+
 
 class RNNEncoder(Encoder):
     """Embedding + (bi)directional RNN stack; padding is packed away so it never changes a result."""
@@ -61,6 +64,9 @@ class RNNEncoder(Encoder):
         dirs = 2 if self.rnn.bidirectional else 1
         final = torch.cat(list(h[-dirs:]), dim=-1)  # (B, dirs * H): the top layer
         return Memory(self.drop(out), lengths_to_mask(src_lengths, src.size(1)), final)
+
+    def input_embedding(self) -> nn.Embedding:
+        return self.embed
 
 
 @dataclass(frozen=True)
