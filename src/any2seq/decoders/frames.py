@@ -82,7 +82,7 @@ class FramesDecoder(Decoder):
         pixels = channels * patch * patch
         self.embed = nn.Linear(pixels, d_model)
         self.tile_pos = nn.Parameter(torch.randn(self.per_frame, d_model) * d_model ** -0.5)  # (N, D)
-        self.register_buffer("time", sinusoids(256, d_model), persistent=False)  # (frames, D), grows
+        self.register_buffer("time", sinusoids(256, d_model), persistent=False)  # (frames, D)
         self.drop = Dropout(dropout)
         self.layers = nn.ModuleList(FrameDecoderLayer(d_model, heads, ff, dropout, memory_dim) for _ in range(layers))
         self.norm = nn.LayerNorm(d_model)
@@ -114,9 +114,9 @@ class FramesDecoder(Decoder):
 
     def positions(self, start: int, frames: int) -> Tensor:
         """(frames*N, D): tile position plus frame index for frames start..start+frames-1."""
-        if start + frames > self.time.size(0):
-            self.time = sinusoids(2 * (start + frames), self.time.size(1)).to(self.time.device)
-        time = self.time[start: start + frames]  # (T, D)
+        # past the table, rows computed for this call: nothing is cached on self while rollouts share the model
+        table = self.time if start + frames <= self.time.size(0) else sinusoids(start + frames, self.time.size(1))
+        time = table[start: start + frames].to(self.time)  # (T, D)
         return (time[:, None, :] + self.tile_pos[None, :, :]).reshape(frames * self.per_frame, -1)
 
     def forward(self, X: Tensor, state):
