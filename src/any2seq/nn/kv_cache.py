@@ -4,8 +4,8 @@ Beam search reorders the decoder state after every step (``reorder_state``), and
 appends one position to every layer's keys and values. Done eagerly that is two copies of each
 cache per step: the selection, then ``torch.cat``. ``KVCache`` keeps the selection as an index
 and the next ``append`` gathers the selected rows straight into the new, longer buffer: one copy
-per step, and composing selections costs nothing. On the 2-core benchmark VM that made bf16 beam-5
-decoding ~2 % faster (interleaved A/B, same outputs).
+per step, and composing selections costs nothing (what that measured: benchmarks/README.md, "Figures
+behind the code").
 
 A cache is a value like the rest of the state: ``append`` and ``map`` return new caches and
 never write into a buffer another cache can see.
