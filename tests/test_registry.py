@@ -49,7 +49,7 @@ def build_conv(cfg: ConvConfig, dims: registry.Sizes) -> ConvEncoder:
 
 
 def test_every_built_in_kind_resolves_to_its_declaration():
-    for part in COMPONENTS:
+    for part in map(registry.resolve, COMPONENTS):
         slot = registry.SLOTS[type(part)]
         for name in part.names if slot in ("encoder", "decoder") else (part.name,):
             assert registry.lookup(slot, name) is part

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import typing
 from dataclasses import dataclass
+from importlib import import_module
 from importlib.metadata import entry_points
 from typing import Any, Callable, Optional
 
@@ -126,12 +127,18 @@ def _load() -> None:
     _loaded = True
     from .components import COMPONENTS
 
-    for part in COMPONENTS:
-        register(part)
+    for spec in COMPONENTS:
+        register(resolve(spec))
     for point in entry_points(group=ENTRY_POINT_GROUP):
         loaded = point.load()
         for part in loaded if isinstance(loaded, (list, tuple)) else [loaded]:
             register(part)
+
+
+def resolve(spec: str) -> Part:
+    """``"encoders.text:TRANSFORMER"`` -> the part that module declares under that name."""
+    module, _, name = spec.partition(":")
+    return getattr(import_module(f"{__package__}.{module}"), name)
 
 
 def parts(slot: str) -> dict[str, Part]:
