@@ -365,9 +365,9 @@ HAS_FSDD = (FSDD / "recordings").is_dir()
 
 
 def has_captioning() -> bool:
-    from any2seq.tasks import TASKS
+    from any2seq import registry
 
-    return "captioning" in TASKS
+    return "captioning" in registry.names("task")
 
 
 HAS_CAPTIONING = has_captioning()

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import re
+import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -23,7 +25,10 @@ def test_the_docs_have_code_to_run():
 def test_every_code_block_runs(page, monkeypatch, tmp_path):
     monkeypatch.chdir(ROOT)  # pages use the repository's configs/ and data/
     monkeypatch.setenv("ANY2SEQ_DOCS_TMP", str(tmp_path))
-    namespace = {"__name__": f"docs.{page.stem}"}
+    # the page runs as a module of its own, so that a dataclass defined on it can resolve its annotations
+    module = types.ModuleType(f"docs.{page.stem}")
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    namespace = module.__dict__
     for i, code in enumerate(blocks(page), 1):
         try:
             exec(compile(code, f"{page.name}[block {i}]", "exec"), namespace)

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import torch
 
-from .config import Config, TransformerConfig
+from .config import Config
+from .nn.transformer import TransformerConfig
 from .decoding import SearchOptions
 from .errors import UserError
 from .modeldir import load_model

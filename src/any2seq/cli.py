@@ -1,4 +1,5 @@
-"""The command line: ``any2seq train | translate | predict | evaluate | average``."""
+"""The command line: ``any2seq train | translate | predict | evaluate | info | download | average |
+export | import-hf | serve | plot`` (``COMMANDS``; ``any2seq CMD --help`` shows each one's examples)."""
 from __future__ import annotations
 
 import argparse

@@ -7,196 +7,36 @@ from __future__ import annotations
 import dataclasses
 import math
 import sys
-import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
 import yaml
 
-from .encoders.hf_config import HFEncoderConfig
+from . import registry
+from .config_checks import Invalid, require
+from .decoders.transformer import TransformerDecoderConfig
+from .encoders.text import TransformerEncoderConfig
 from .errors import UserError, clip, preview
 from .fileio import MiB, read_regular
-from .task_metrics import TASK_METRICS
 from .yamlio import parse_yaml
 
-# --- components -------------------------------------------------------------------------------
-
-# Bounds on sizes, far above any model this toolkit trains (GPT-3: width 12288, 96 layers, 96 heads),
-# so a typo fails at load instead of a division by zero, a huge allocation or a build that never ends.
-MAX_WIDTH, MAX_LAYERS, MAX_HEADS = 65536, 1000, 1024
-
-
-def _sizes(obj, keys: str, low: int = 1, high: int = MAX_WIDTH) -> None:
-    for key in keys.split():
-        value = getattr(obj, key)
-        _require(low <= value <= high, key, f"must be in {low}..{high}, got {value}")
+# --- the model: its encoder and decoder sections take the config class their `kind` selects --------
+#
+# Each component's config lives in its own module (encoders/, decoders/), registered in components.py;
+# `registry` maps a kind to it. A kind-less section takes the first registered (the Transformer).
 
 
-def _attention_sizes(obj, min_layers: int = 1) -> None:
-    """d_model, heads (dividing d_model), ff, layers and dropout of a Transformer stack."""
-    _sizes(obj, "d_model ff")
-    _sizes(obj, "heads", high=MAX_HEADS)
-    _sizes(obj, "layers", low=min_layers, high=MAX_LAYERS)
-    _require(obj.d_model % obj.heads == 0, "d_model", f"{obj.d_model} is not a multiple of heads={obj.heads}")
-    _dropout(obj)
-
-
-def _dropout(obj) -> None:
-    _require(0.0 <= obj.dropout < 1.0, "dropout", f"must be in [0, 1), got {obj.dropout}")
-
-
-@dataclass(frozen=True)
-class TransformerConfig:
-    """What a Transformer encoder and decoder share."""
-    kind: Literal["transformer"] = "transformer"
-    d_model: int = 256
-    layers: int = 3
-    heads: int = 4
-    ff: int = 1024
-    dropout: float = 0.1
-    positions: Literal["sinusoidal", "learned"] = "sinusoidal"
-    max_positions: int = 1024  # only for learned positions
-    norm: Literal["pre", "post"] = "pre"  # LayerNorm before each sublayer (and one at the end), or after the sum
-    activation: Literal["relu", "gelu", "swish"] = "relu"  # the feed-forward's (swish = SiLU, Marian's)
-
-    def check(self):
-        _attention_sizes(self)
-        _sizes(self, "max_positions", high=1 << 20)
-
-
-@dataclass(frozen=True)
-class TransformerEncoderConfig(TransformerConfig):
-    eos: bool = False  # append </s> to every source before encoding it (Marian and other HF models)
-
-
-@dataclass(frozen=True)
-class TransformerDecoderConfig(TransformerConfig):
-    start: Literal["bos", "pad"] = "bos"  # the token read first: <s>, or <pad> (Marian, Pegasus)
-    output_bias: bool = False  # a fixed (never trained) bias on the output logits, as HF's final_logits_bias
-    never_output: tuple[int, ...] = ()  # ids whose log-probs search sets to -inf (after the softmax)
-
-
-@dataclass(frozen=True)
-class RNNEncoderConfig:
-    kind: Literal["rnn", "gru", "lstm"] = "gru"
-    embed: int = 256
-    hidden: int = 256
-    layers: int = 1
-    bidirectional: bool = True
-    dropout: float = 0.1
-
-    def check(self):
-        _sizes(self, "embed hidden")
-        _sizes(self, "layers", high=MAX_LAYERS)
-        _dropout(self)
-
-
-@dataclass(frozen=True)
-class RNNDecoderConfig:
-    kind: Literal["rnn", "gru", "lstm"] = "gru"
-    embed: int = 256
-    hidden: int = 256
-    layers: int = 1
-    dropout: float = 0.1
-    attention: Literal["none", "bahdanau", "dot", "general"] = "bahdanau"
-
-    def check(self):
-        _sizes(self, "embed hidden")
-        _sizes(self, "layers", high=MAX_LAYERS)
-        _dropout(self)
-
-
-@dataclass(frozen=True)
-class ImageEncoderConfig:
-    """A residual CNN whose feature grid is the memory (B, H'*W', D), optionally with Transformer layers on top."""
-    kind: Literal["image"] = "image"
-    channels: int = 1  # input channels: 1 grey, 3 RGB
-    width: int = 32  # channels of the first stage; each later stage doubles them and halves H and W
-    stages: int = 3
-    blocks: int = 1  # residual blocks per stage
-    d_model: int = 256
-    layers: int = 0  # Transformer layers over the grid
-    heads: int = 4
-    ff: int = 1024
-    dropout: float = 0.1
-
-    def check(self):
-        _require(self.channels in (1, 3), "channels", f"must be 1 (grey) or 3 (RGB), got {self.channels}")
-        _attention_sizes(self, min_layers=0)
-        _sizes(self, "width")
-        _sizes(self, "stages", high=16)  # each halves the image
-        _sizes(self, "blocks", high=MAX_LAYERS)
-        _require(self.width << (self.stages - 1) <= MAX_WIDTH, "width",
-                 f"{self.width} doubled over {self.stages} stages is more than {MAX_WIDTH}")
-
-
-@dataclass(frozen=True)
-class VideoEncoderConfig(ImageEncoderConfig):
-    """The image front end on every frame, then ``layers`` Transformer layers over all frames' cells."""
-    kind: Literal["video"] = "video"
-    layers: int = 2
-
-
-@dataclass(frozen=True)
-class AudioEncoderConfig:
-    """Log-mel features, SpecAugment, convolutional subsampling, then a Transformer or GRU stack."""
-    kind: Literal["audio"] = "audio"
-    sample_rate: int = 8000
-    n_fft: int = 256
-    hop: int = 80  # 10 ms at 8 kHz
-    n_mels: int = 64
-    freq_masks: int = 2  # SpecAugment (training only)
-    freq_mask_width: int = 8
-    time_masks: int = 2
-    time_mask_width: int = 20
-    subsample: int = 4  # time reduction by strided convolutions: 1, 2, 4 or 8
-    stack: Literal["transformer", "gru"] = "transformer"
-    d_model: int = 256
-    layers: int = 4
-    heads: int = 4
-    ff: int = 1024
-    dropout: float = 0.1
-
-    def check(self):
-        _require(self.subsample in (1, 2, 4, 8), "subsample", f"must be 1, 2, 4 or 8, got {self.subsample}")
-        _attention_sizes(self)
-        _sizes(self, "sample_rate", high=384_000)
-        _sizes(self, "n_fft n_mels", high=1 << 16)
-        _require(0 < self.hop <= self.n_fft, "hop", f"must be in (0, n_fft={self.n_fft}]")
-        _sizes(self, "freq_masks freq_mask_width time_masks time_mask_width", low=0, high=1 << 16)
-
-
-@dataclass(frozen=True)
-class FramesDecoderConfig:
-    """Continuous output: predicts the next frame from the frames so far and the memory."""
-    kind: Literal["frames"] = "frames"
-    d_model: int = 256
-    layers: int = 3
-    heads: int = 4
-    ff: int = 1024
-    dropout: float = 0.1
-    patch: int = 4  # frames are cut into patch x patch tiles, one token each
-    loss: Literal["mse", "l1"] = "mse"
-    start: Literal["blank", "last_input"] = "blank"  # the first frame fed: blank, or the input video's last
-    train_feed: Literal["truth", "own"] = "truth"  # fed in training: true frames (teacher forcing) or the
-    # decoder's own predictions (free running: trains exactly what rollout does, no exposure bias)
-
-    def check(self):
-        _attention_sizes(self)
-        _sizes(self, "patch", high=4096)
-
-
-EncoderConfig = Union[TransformerEncoderConfig, RNNEncoderConfig, ImageEncoderConfig, VideoEncoderConfig,
-                      AudioEncoderConfig, HFEncoderConfig]
-DecoderConfig = Union[TransformerDecoderConfig, RNNDecoderConfig, FramesDecoderConfig]
+def _slot(name: str, default: type):
+    """A config field holding the ``name`` component (encoder, decoder) its ``kind`` selects."""
+    return field(default_factory=default, metadata={"slot": name})
 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    encoder: EncoderConfig = field(default_factory=TransformerEncoderConfig)
-    decoder: DecoderConfig = field(default_factory=TransformerDecoderConfig)
+    encoder: Any = _slot("encoder", TransformerEncoderConfig)
+    decoder: Any = _slot("decoder", TransformerDecoderConfig)
     tie_output: bool = True  # the target embedding doubles as the output projection
     share_embeddings: bool = False  # source and target share one embedding (needs tokenizer.joint)
     ctc_weight: float = 0.0  # token decoders: mix in a CTC loss on the encoder's states (speech); 0 = off
@@ -379,23 +219,19 @@ class DecodeConfig:
                 "max_src_len": self.max_src_len}
 
 
-TaskName = Literal["translation", "text_generation", "captioning", "speech", "video_prediction", "text_to_video"]
-DATA_CONFIGS = {"translation": DataConfig, "text_generation": ConceptDataConfig, "captioning": CaptionDataConfig,
-                "speech": SpeechDataConfig, "video_prediction": VideoDataConfig, "text_to_video": VideoDataConfig}
-AnyDataConfig = Union[DataConfig, ConceptDataConfig, CaptionDataConfig, SpeechDataConfig, VideoDataConfig]
 
 
 @dataclass(frozen=True)
 class Config:
-    task: TaskName = "translation"
-    data: AnyDataConfig = field(default_factory=DataConfig)  # its class follows the task: DATA_CONFIGS
+    task: str = "translation"  # a registered task (components.py)
+    data: Any = field(default_factory=DataConfig)  # its class follows the task: its TaskPart's data_config
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     decode: DecodeConfig = field(default_factory=DecodeConfig)
 
     def check(self):
-        reported = TASK_METRICS[self.task][1]
+        reported = registry.task(self.task).metrics
         _require(not self.train.metric or self.train.metric in reported, "train.metric",
                  f"{self.train.metric} is not reported by the {self.task} task (its metrics: {', '.join(reported)})")
 
@@ -405,15 +241,7 @@ class Config:
 MAX_CONFIG_BYTES = MiB  # a config file or one --set value; the recipes are a few KB
 
 
-class _Invalid(Exception):
-    def __init__(self, key: str, message: str):
-        super().__init__(message)
-        self.key, self.message = key, message
-
-
-def _require(ok: bool, key: str, message: str):
-    if not ok:
-        raise _Invalid(key, message)
+_Invalid, _require = Invalid, require
 
 
 def load_config(path: str | Path, overrides: list[str] = ()) -> Config:
@@ -506,7 +334,8 @@ def migrate(raw: dict, saved: bool = False) -> list[str]:
         else:
             train["precision"] = bf16  # let validation name the bad value
     task = raw.get("task", "translation")
-    if saved and task in TASK_METRICS and train.get("metric") not in (None, "", *TASK_METRICS[task][1]):
+    if saved and task in registry.names("task") and train.get("metric") not in (None, "",
+                                                                             *registry.task(task).metrics):
         train["metric"] = ""
     return notes
 
@@ -525,14 +354,18 @@ def _build(cls, raw: Any, prefix: str):
     fields = {f.name: f for f in dataclasses.fields(cls)}
     hints = typing.get_type_hints(cls)
     if cls is Config:  # the data section's class follows the task
-        task = _convert(hints["task"], raw.get("task", "translation"), "task")
-        hints["data"] = DATA_CONFIGS[task]
+        task = raw.get("task", "translation")
+        try:
+            hints["data"] = registry.task(task).data_config
+        except registry.UnknownName as e:
+            raise _Invalid("task", f"{_show(task)} is not one of {', '.join(e.valid)}") from None
         if "data" not in raw:
             raw = {**raw, "data": {}}
     for key in raw:
         if key not in fields:
             raise _Invalid(f"{prefix}{clip(key)}", f"unknown key (valid keys: {', '.join(fields)})")
-    values = {k: _convert(hints[k], v, f"{prefix}{k}") for k, v in raw.items()}
+    values = {k: _build(_pick_kind(fields[k].metadata["slot"], v, f"{prefix}{k}"), v, f"{prefix}{k}.")
+              if "slot" in fields[k].metadata else _convert(hints[k], v, f"{prefix}{k}") for k, v in raw.items()}
     try:
         obj = cls(**values)
     except TypeError as e:
@@ -549,8 +382,6 @@ def _convert(tp, value, key: str):
     origin, args = typing.get_origin(tp), typing.get_args(tp)
     if dataclasses.is_dataclass(tp):
         return _build(tp, value, key + ".")
-    if origin in (Union, types.UnionType) and all(dataclasses.is_dataclass(a) for a in args):
-        return _build(_pick_kind(args, value, key), value, key + ".")
     if origin is Literal:
         if value not in args:
             raise _Invalid(key, f"{_show(value)} is not one of {', '.join(map(str, args))}")
@@ -587,14 +418,16 @@ def _convert(tp, value, key: str):
     raise TypeError(f"config type {tp} for {key} is not supported")  # a bug in a config class
 
 
-def _pick_kind(classes, value, key: str):
-    kinds = {k: c for c in classes for k in typing.get_args(typing.get_type_hints(c)["kind"])}
+def _pick_kind(slot: str, value, key: str) -> type:
+    """The config class of the registered ``slot`` component that ``value``'s ``kind`` names (the
+    first registered when it names none)."""
     kind = value.get("kind") if isinstance(value, dict) else None
-    if kind is None and isinstance(value, dict):
-        return classes[0]
-    if kind not in kinds:
-        raise _Invalid(f"{key}.kind", f"{_show(kind)} is not one of {', '.join(kinds)}")
-    return kinds[kind]
+    if kind is None:  # (not a mapping: _build then says a mapping is expected)
+        return next(iter(registry.parts(slot).values())).config
+    try:
+        return registry.lookup(slot, kind).config
+    except registry.UnknownName as e:
+        raise _Invalid(f"{key}.kind", f"{_show(kind)} is not one of {', '.join(e.valid)}") from None
 
 
 def _show(value) -> str:

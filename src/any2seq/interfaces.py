@@ -37,14 +37,31 @@ class Memory:
     final: Optional[Tensor] = None  # (B, D) optional summary (e.g. an RNN's last state)
 
 
+class MissingContract(TypeError):
+    """A component lacks a piece the model needs: one line naming its class and the piece."""
+
+    def __init__(self, component, piece: str):
+        super().__init__(f"{type(component).__name__} does not declare {piece}")
+
+
 class Encoder(nn.Module):
-    """The base encoder interface of the encoder-decoder architecture."""
+    """The base encoder interface of the encoder-decoder architecture.
+
+    Declares ``out_dim``, the width D of the memory it returns (decoders are built for it), and,
+    if it reads tokens, ``input_embedding()`` (for ``share_embeddings``).
+    """
+
+    out_dim: Optional[int] = None  # set by every encoder, in __init__
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
 
     def forward(self, X, *args):
         raise NotImplementedError
+
+    def input_embedding(self) -> Optional[nn.Embedding]:
+        """The source token table; None for an encoder that reads no tokens (images, audio)."""
+        return None
 
 
 class Decoder(nn.Module):
@@ -62,6 +79,22 @@ class Decoder(nn.Module):
 
     def forward(self, X, state):
         raise NotImplementedError
+
+    # A token decoder whose logits are ``output_embedding()(features(X, state)[0])`` declares both:
+    # the loss then fuses that product with the softmax (nn/loss.py) instead of materialising (B, T, V)
+    # logits, and ``tie_output`` shares the output layer's weight with ``input_embedding()``.
+
+    def input_embedding(self) -> Optional[nn.Embedding]:
+        """The target token table; None for a decoder that reads no tokens (frames)."""
+        return None
+
+    def output_embedding(self) -> Optional[nn.Linear]:
+        """The output layer mapping ``features`` to logits; None when ``forward`` has no such layer."""
+        return None
+
+    def features(self, X, state):
+        """What ``output_embedding()`` maps to logits: (B, T, D), and the new state."""
+        raise MissingContract(self, "features(X, state), which its output_embedding() needs")
 
 
 class EncoderDecoder(nn.Module):

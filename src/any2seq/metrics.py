@@ -5,6 +5,15 @@ from __future__ import annotations
 import numpy as np
 from sacrebleu.metrics import BLEU, CHRF
 
+from .registry import MetricPart
+
+# what validation reports, and which way is better (the registry's metric directions)
+LOSS = MetricPart("loss", higher_is_better=False)
+BLEU_SCORE, CHRF_SCORE = MetricPart("bleu", True), MetricPart("chrf", True)
+EXACT, COVERAGE = MetricPart("exact", True), MetricPart("coverage", True)  # captioning, text generation
+WER, CER = MetricPart("wer", False), MetricPart("cer", False)
+MSE, SSIM = MetricPart("mse", False), MetricPart("ssim", True)
+
 
 def bleu_chrf(hyps: list[str], refs: list[str], lowercase: bool = False) -> dict:
     """Corpus BLEU and chrF on detokenized text, with sacreBLEU's reproducibility signatures."""

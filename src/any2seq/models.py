@@ -1,30 +1,21 @@
-"""``build_model(cfg)``: encoder and decoder tables -> a ``Seq2Seq`` (token targets: a loss and a search
-step) or a ``FrameSeq2Seq`` (frame targets: a regression loss and a rollout)."""
+"""``build_model(cfg)``: the registry's encoder and decoder builders -> a ``Seq2Seq`` (token targets: a
+loss and a search step) or a ``FrameSeq2Seq`` (frame targets: a regression loss and a rollout)."""
 from __future__ import annotations
+
+from dataclasses import replace
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .config import (
-    AudioEncoderConfig,
-    FramesDecoderConfig,
-    ImageEncoderConfig,
-    ModelConfig,
-    RNNDecoderConfig,
-    RNNEncoderConfig,
-    TransformerDecoderConfig,
-    TransformerEncoderConfig,
-    VideoEncoderConfig,
-)
-from .decoders.rnn import RNNDecoder
-from .decoders.transformer import TransformerDecoder
-from .encoders.hf import build_hf_encoder
-from .encoders.text import RNNEncoder, TransformerEncoder
+from . import registry
+from .config import ModelConfig
+from .decoders.transformer import TransformerDecoderConfig
 from .errors import UserError
 from .interfaces import (BOS_ID, EOS_ID, PAD_ID, Decoder, Encoder, EncoderDecoder, as_memory, lengths_to_mask,
                          shift_right)
 from .nn.loss import linear_cross_entropy
+from .registry import Sizes
 
 
 class Seq2Seq(EncoderDecoder):
@@ -50,11 +41,11 @@ class Seq2Seq(EncoderDecoder):
         memory = as_memory(self.encoder(batch.src, batch.src_lengths), batch.src_lengths)
         state = self.decoder.init_state(memory, batch.src_lengths)
         smoothing = self.label_smoothing if self.training else 0.0
-        proj = getattr(self.decoder, "proj", None)
-        if hasattr(self.decoder, "features") and isinstance(proj, nn.Linear) and proj.bias is None:
+        proj = self.decoder.output_embedding()
+        if proj is not None and proj.bias is None:  # fused: no (B, T, V) logits
             hidden, _ = self.decoder.features(shift_right(batch.tgt, self.bos), state)  # (B, T, D)
             loss = linear_cross_entropy(hidden.flatten(0, 1), proj.weight, batch.tgt.flatten(), self.pad, smoothing)
-        else:  # a decoder without a separate output layer: its logits (B, T, V)
+        else:  # an output layer with a bias, or none declared: the decoder's logits (B, T, V)
             logits, _ = self.decoder(shift_right(batch.tgt, self.bos), state)
             loss = F.cross_entropy(logits.flatten(0, 1).float(), batch.tgt.flatten(), ignore_index=self.pad,
                                    label_smoothing=smoothing, reduction="sum")
@@ -134,68 +125,7 @@ class FrameSeq2Seq(EncoderDecoder):
         return self._rollout(self.encode(src, src_lengths), start, n_frames)
 
 
-# --- the factory: read it top to bottom ---------------------------------------------------------
-
-def transformer_encoder(cfg: TransformerEncoderConfig, vocab: int) -> Encoder:
-    return TransformerEncoder(vocab, cfg.d_model, cfg.layers, cfg.heads, cfg.ff, cfg.dropout,
-                              cfg.positions, cfg.max_positions, cfg.norm, cfg.activation, cfg.eos)
-
-
-def rnn_encoder(cfg: RNNEncoderConfig, vocab: int) -> Encoder:
-    return RNNEncoder(vocab, cfg.kind, cfg.embed, cfg.hidden, cfg.layers, cfg.bidirectional, cfg.dropout)
-
-
-def image_encoder(cfg: ImageEncoderConfig, vocab: int) -> Encoder:
-    from .encoders.image import ImageEncoder
-
-    return ImageEncoder(cfg.channels, cfg.width, cfg.stages, cfg.blocks, cfg.d_model, cfg.layers, cfg.heads, cfg.ff,
-                        cfg.dropout)
-
-
-def video_encoder(cfg: VideoEncoderConfig, vocab: int) -> Encoder:
-    from .encoders.video import VideoEncoder
-
-    return VideoEncoder(cfg.channels, cfg.width, cfg.stages, cfg.blocks, cfg.d_model, cfg.layers, cfg.heads, cfg.ff,
-                        cfg.dropout)
-
-
-def audio_encoder(cfg: AudioEncoderConfig, vocab: int) -> Encoder:
-    from .encoders.audio import AudioEncoder
-
-    return AudioEncoder(cfg.sample_rate, cfg.n_fft, cfg.hop, cfg.n_mels, cfg.freq_masks, cfg.freq_mask_width,
-                        cfg.time_masks, cfg.time_mask_width, cfg.subsample, cfg.stack, cfg.d_model, cfg.layers,
-                        cfg.heads, cfg.ff, cfg.dropout)
-
-
-def transformer_decoder(cfg: TransformerDecoderConfig, vocab: int, memory_dim: int) -> Decoder:
-    return TransformerDecoder(vocab, cfg.d_model, cfg.layers, cfg.heads, cfg.ff, cfg.dropout, memory_dim,
-                              cfg.positions, cfg.max_positions, cfg.norm, cfg.activation, cfg.output_bias)
-
-
-def rnn_decoder(cfg: RNNDecoderConfig, vocab: int, memory_dim: int) -> Decoder:
-    try:
-        return RNNDecoder(vocab, cfg.kind, cfg.embed, cfg.hidden, cfg.layers, cfg.dropout, memory_dim, cfg.attention)
-    except ValueError as e:
-        raise UserError(f"model.decoder.attention: {e}") from None
-
-
-def frames_decoder(cfg: FramesDecoderConfig, frame_shape: tuple[int, int, int], memory_dim: int) -> Decoder:
-    from .decoders.frames import FramesDecoder
-
-    channels, height, width = frame_shape
-    try:
-        return FramesDecoder(channels, height, width, cfg.d_model, cfg.layers, cfg.heads, cfg.ff, cfg.dropout,
-                             memory_dim, cfg.patch)
-    except ValueError as e:
-        raise UserError(f"model.decoder.patch: {e}") from None
-
-
-ENCODERS = {"transformer": transformer_encoder, "rnn": rnn_encoder, "gru": rnn_encoder, "lstm": rnn_encoder,
-            "image": image_encoder, "video": video_encoder, "audio": audio_encoder, "hf": build_hf_encoder}
-DECODERS = {"transformer": transformer_decoder, "rnn": rnn_decoder, "gru": rnn_decoder, "lstm": rnn_decoder,
-            "frames": frames_decoder}
-TEXT_ENCODERS = {"transformer", "rnn", "gru", "lstm"}
-
+# --- the factory: the registry's builders, then the model around them ---------------------------
 
 def build_model(cfg: ModelConfig, src_vocab: int = 0, tgt_vocab: int = 0, label_smoothing: float = 0.0,
                 encoder: Encoder | None = None, frame_shape: tuple[int, int, int] | None = None):
@@ -203,26 +133,28 @@ def build_model(cfg: ModelConfig, src_vocab: int = 0, tgt_vocab: int = 0, label_
 
     Token decoders need ``tgt_vocab``; the frames decoder needs ``frame_shape`` (C, H, W) instead.
     """
+    dims = Sizes(src_vocab, tgt_vocab, frame_shape=frame_shape)
     if encoder is None:
-        encoder = ENCODERS[cfg.encoder.kind](cfg.encoder, src_vocab)
-    memory_dim = getattr(encoder, "out_dim", None)
-    if memory_dim is None:
-        raise UserError("a custom encoder must say its output width in an `out_dim` attribute")
-    if cfg.decoder.kind == "frames":
+        encoder = registry.encoder(cfg.encoder.kind).build(cfg.encoder, dims)
+    if getattr(encoder, "out_dim", None) is None:  # (a user's encoder may be any nn.Module)
+        raise UserError(f"{type(encoder).__name__} does not declare out_dim, the width of its output "
+                        "(set self.out_dim in __init__)")
+    dims = replace(dims, memory_dim=encoder.out_dim)
+    part = registry.decoder(cfg.decoder.kind)
+    if part.frames:
         if frame_shape is None:
-            raise UserError("model.decoder.kind: frames needs a task with frame targets (video_prediction, text_to_video)")
+            raise UserError(f"model.decoder.kind: {cfg.decoder.kind} needs a task with frame targets "
+                            "(video_prediction, text_to_video)")
         if cfg.decoder.start == "last_input" and cfg.encoder.kind != "video":
             raise UserError(f"model.decoder.start: last_input needs a video encoder, not {cfg.encoder.kind}")
-        return FrameSeq2Seq(encoder, frames_decoder(cfg.decoder, frame_shape, memory_dim), cfg.decoder.loss,
-                            cfg.decoder.start, cfg.decoder.train_feed)
-    decoder = DECODERS[cfg.decoder.kind](cfg.decoder, tgt_vocab, memory_dim)
+        return FrameSeq2Seq(encoder, part.build(cfg.decoder, dims), cfg.decoder.loss, cfg.decoder.start,
+                            cfg.decoder.train_feed)
+    decoder = part.build(cfg.decoder, dims)
     if cfg.tie_output:
         tie_output(decoder)
     if cfg.share_embeddings:
-        if cfg.encoder.kind not in TEXT_ENCODERS:
-            raise UserError(f"model.share_embeddings: the {cfg.encoder.kind} encoder has no token embedding to share")
         share_embeddings(encoder, decoder, src_vocab, tgt_vocab)
-    token_decoder = cfg.decoder.kind == "transformer"  # the start and never_output keys are the Transformer's
+    token_decoder = isinstance(cfg.decoder, TransformerDecoderConfig)  # start and never_output are its keys
     start = PAD_ID if token_decoder and cfg.decoder.start == "pad" else BOS_ID
     never_output = cfg.decoder.never_output if token_decoder else ()
     if any(not 0 <= i < tgt_vocab for i in never_output):
@@ -230,13 +162,18 @@ def build_model(cfg: ModelConfig, src_vocab: int = 0, tgt_vocab: int = 0, label_
     return Seq2Seq(encoder, decoder, label_smoothing, cfg.ctc_weight, tgt_vocab, start, never_output)
 
 
-def _token_table(module: nn.Module) -> nn.Embedding:
-    embed = module.embed
-    return embed.tokens if hasattr(embed, "tokens") else embed
+def _declared(component: nn.Module, piece: str, key: str):
+    """``component.piece()``, or a one-line error naming the key, the class and the missing piece."""
+    declared = getattr(component, piece, None)
+    value = declared() if callable(declared) else None
+    if value is None:
+        raise UserError(f"{key}: {type(component).__name__} declares no {piece}(); set {key.split('.')[-1]}: false")
+    return value
 
 
 def tie_output(decoder: nn.Module) -> None:
-    proj, table = decoder.proj, _token_table(decoder)
+    proj = _declared(decoder, "output_embedding", "model.tie_output")
+    table = _declared(decoder, "input_embedding", "model.tie_output")
     if proj.weight.shape != table.weight.shape:
         raise UserError(f"model.tie_output: the output layer {tuple(proj.weight.shape)} and the target "
                         f"embedding {tuple(table.weight.shape)} differ in size; set tie_output: false")
@@ -244,7 +181,8 @@ def tie_output(decoder: nn.Module) -> None:
 
 
 def share_embeddings(encoder: nn.Module, decoder: nn.Module, src_vocab: int, tgt_vocab: int) -> None:
-    src_table, tgt_table = _token_table(encoder), _token_table(decoder)
+    src_table = _declared(encoder, "input_embedding", "model.share_embeddings")
+    tgt_table = _declared(decoder, "input_embedding", "model.share_embeddings")
     if src_vocab != tgt_vocab or src_table.weight.shape != tgt_table.weight.shape:
         raise UserError("model.share_embeddings: needs tokenizer.joint and equal embedding sizes "
                         f"(source {tuple(src_table.weight.shape)}, target {tuple(tgt_table.weight.shape)})")

@@ -26,17 +26,17 @@ def read_metrics(run_dir: Path) -> tuple[list[dict], list[dict]]:
 
 
 def run_metrics(run_dir: Path, valid: list[dict]) -> list[str]:
-    """The validation metrics to plot besides the loss: the run's task's (task_metrics.py), else
+    """The validation metrics to plot besides the loss: the run's task's (its registered metrics), else
     whatever numbers the records hold."""
+    from . import registry
     from .modeldir import read_config
-    from .task_metrics import TASK_METRICS
 
     try:
         task = read_config(Path(run_dir)).task
     except UserError:  # no config (a bare metrics file) or one this version cannot read
         task = None
-    if task in TASK_METRICS:
-        return [m for m in TASK_METRICS[task][1] if m != "loss"]
+    if task in registry.names("task"):
+        return [m for m in registry.task(task).metrics if m != "loss"]
     return sorted({k.removeprefix("valid_") for r in valid for k, v in r.items()
                    if k.startswith("valid_") and k != "valid_loss" and isinstance(v, (int, float))})
 
@@ -48,8 +48,8 @@ def plot_curves(run_dir: Path, out: Path | None = None) -> Path | None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from . import registry
     from .fileio import atomic_write
-    from .task_metrics import HIGHER_IS_BETTER
 
     train, valid = read_metrics(run_dir)
     if not train and not valid:
@@ -68,7 +68,8 @@ def plot_curves(run_dir: Path, out: Path | None = None) -> Path | None:
         points = [(r["step"], r[f"valid_{metric}"]) for r in valid if isinstance(r.get(f"valid_{metric}"), (int, float))]
         if points:
             ax.plot(*zip(*points), "o-")
-        arrow = {True: " (higher is better)", False: " (lower is better)"}.get(HIGHER_IS_BETTER.get(metric), "")
+        arrow = {True: " (higher is better)", False: " (lower is better)"}.get(
+            registry.higher_is_better(metric) if metric in registry.names("metric") else None, "")
         ax.set(title=f"valid {metric}{arrow}", xlabel="step")
     fig.tight_layout()
     out = Path(out) if out else Path(run_dir) / "curves.png"

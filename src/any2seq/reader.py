@@ -124,7 +124,9 @@ def train_reader(canvas: int, size: int) -> DigitReader:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        with torch.random.fork_rng(devices=[]):  # leave the caller's random stream as it was
+        # enable_grad: the first use is often inside validation's no_grad; fork_rng leaves the caller's
+        # random stream as it was
+        with torch.enable_grad(), torch.random.fork_rng(devices=[]):
             torch.manual_seed(RECIPE["seed"])
             reader = DigitReader(size)
             steps = RECIPE["epochs"] * (len(x) // RECIPE["batch"])

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from any2seq.cli import main
-from any2seq.task_metrics import TASK_METRICS
+from any2seq import registry
 
 ROOT = Path(__file__).resolve().parents[2]
 # the `kind: hf` configs need the tiny HF model folders that tests/hf/test_hf_encoder.py builds and runs them with
@@ -58,7 +58,7 @@ def test_every_task_trains_evaluates_and_predicts_from_its_tiny_config(config, t
     # The task's validation reports every metric task_metrics.py says it does (the selectable ones).
     valid = [r for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines()) if "valid_loss" in r]
     if yaml.safe_load((run / "config.yaml").read_text())["train"]["valid_bleu"]:  # validation decodes
-        assert {f"valid_{m}" for m in TASK_METRICS[task][1]} <= valid[-1].keys()
+        assert {f"valid_{m}" for m in registry.task(task).metrics} <= valid[-1].keys()
     capsys.readouterr()
 
     strip = ["--strip", str(tmp_path / "strip.png")] if task in ("video_prediction", "text_to_video") else []

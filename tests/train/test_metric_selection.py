@@ -11,7 +11,8 @@ import yaml
 from any2seq.cli import main
 from any2seq.config import load_config
 from any2seq.plots import run_metrics
-from any2seq.task_metrics import TASK_METRICS, selected_metric
+from any2seq import registry
+from any2seq.task_metrics import selected_metric
 
 TINY = Path(__file__).resolve().parents[2] / "configs" / "tiny"
 
@@ -42,7 +43,7 @@ def test_a_metric_the_task_does_not_report_is_refused_in_one_line(tmp_path):
     assert not (tmp_path / "run").exists()
     for metric in ("ssim", "coverage"):  # selectable where their task reports them
         task = "video_prediction" if metric == "ssim" else "text_generation"
-        assert metric in TASK_METRICS[task][1]
+        assert metric in registry.task(task).metrics
 
 
 def test_a_video_config_without_metric_keeps_the_lowest_mse_checkpoint(tmp_path, monkeypatch, capsys):

@@ -2,15 +2,21 @@
 causal frame by frame, as in video Transformers such as VideoGPT (Yan et al., 2021), with pixels out."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Literal
+
 import torch
 from torch import Tensor, nn
 
+from ..config_checks import attention_sizes, sizes
+from ..errors import UserError
 from ..interfaces import Decoder, as_memory
 from ..nn.attention import CrossAttention, SelfAttention, attend, merge_heads, split_heads
 from ..nn.dropout import Dropout
 from ..nn.embedding import sinusoids
 from ..nn.kv_cache import KVCache
 from ..nn.transformer import feed_forward
+from ..registry import DecoderPart, Sizes
 
 
 def frame_causal_mask(tiles: int, offset: int, per_frame: int, device) -> Tensor:
@@ -76,7 +82,7 @@ class FramesDecoder(Decoder):
         pixels = channels * patch * patch
         self.embed = nn.Linear(pixels, d_model)
         self.tile_pos = nn.Parameter(torch.randn(self.per_frame, d_model) * d_model ** -0.5)  # (N, D)
-        self.register_buffer("time", sinusoids(256, d_model), persistent=False)  # (frames, D), grows
+        self.register_buffer("time", sinusoids(256, d_model), persistent=False)  # (frames, D)
         self.drop = Dropout(dropout)
         self.layers = nn.ModuleList(FrameDecoderLayer(d_model, heads, ff, dropout, memory_dim) for _ in range(layers))
         self.norm = nn.LayerNorm(d_model)
@@ -108,9 +114,9 @@ class FramesDecoder(Decoder):
 
     def positions(self, start: int, frames: int) -> Tensor:
         """(frames*N, D): tile position plus frame index for frames start..start+frames-1."""
-        if start + frames > self.time.size(0):
-            self.time = sinusoids(2 * (start + frames), self.time.size(1)).to(self.time.device)
-        time = self.time[start: start + frames]  # (T, D)
+        # past the table, rows computed for this call: nothing is cached on self while rollouts share the model
+        table = self.time if start + frames <= self.time.size(0) else sinusoids(start + frames, self.time.size(1))
+        time = table[start: start + frames].to(self.time)  # (T, D)
         return (time[:, None, :] + self.tile_pos[None, :, :]).reshape(frames * self.per_frame, -1)
 
     def forward(self, X: Tensor, state):
@@ -125,3 +131,35 @@ class FramesDecoder(Decoder):
             caches.append(cache)
         pixels = torch.sigmoid(self.proj(self.norm(x)))  # (B, T*N, C*p*p)
         return self.from_tiles(pixels), {**state, "self": caches}
+
+
+@dataclass(frozen=True)
+class FramesDecoderConfig:
+    """Continuous output: predicts the next frame from the frames so far and the memory."""
+    kind: Literal["frames"] = "frames"
+    d_model: int = 256
+    layers: int = 3
+    heads: int = 4
+    ff: int = 1024
+    dropout: float = 0.1
+    patch: int = 4  # frames are cut into patch x patch tiles, one token each
+    loss: Literal["mse", "l1"] = "mse"
+    start: Literal["blank", "last_input"] = "blank"  # the first frame fed: blank, or the input video's last
+    train_feed: Literal["truth", "own"] = "truth"  # fed in training: true frames (teacher forcing) or the
+    # decoder's own predictions (free running: trains exactly what rollout does, no exposure bias)
+
+    def check(self):
+        attention_sizes(self)
+        sizes(self, "patch", high=4096)
+
+
+def build(cfg: FramesDecoderConfig, dims: Sizes) -> FramesDecoder:
+    channels, height, width = dims.frame_shape
+    try:
+        return FramesDecoder(channels, height, width, d_model=cfg.d_model, layers=cfg.layers, heads=cfg.heads,
+                             ff=cfg.ff, dropout=cfg.dropout, memory_dim=dims.memory_dim, patch=cfg.patch)
+    except ValueError as e:
+        raise UserError(f"model.decoder.patch: {e}") from None
+
+
+FRAMES = DecoderPart(FramesDecoderConfig, build, frames=True)

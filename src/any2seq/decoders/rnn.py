@@ -3,11 +3,17 @@ additive (Bahdanau et al., 2015), fed back into the recurrence step by step, or 
 (Luong et al., 2015) on top of the recurrence, which runs over a whole sequence at once."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Literal
+
 import torch
 from torch import Tensor, nn
 
+from ..config_checks import MAX_LAYERS, dropout, sizes
+from ..errors import UserError
 from ..interfaces import Decoder, PerSource, as_memory
 from ..nn.attention import AdditiveAttention, MultiplicativeAttention
+from ..registry import DecoderPart, Sizes
 
 RNN_CELLS = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
 
@@ -58,6 +64,12 @@ class RNNDecoder(Decoder):
         x, state = self.features(X, state)
         return self.proj(x), state
 
+    def input_embedding(self) -> nn.Embedding:
+        return self.embed
+
+    def output_embedding(self) -> nn.Linear:
+        return self.proj
+
     def features(self, X: Tensor, state):
         """What ``forward`` feeds the output layer ``proj``: (B, T, E), and the new state."""
         x = self.drop(self.embed(X))  # (B, T, E)
@@ -105,3 +117,29 @@ class RNNDecoder(Decoder):
         if self.cell == "lstm":
             return {"hidden": rec[0].transpose(0, 1), "cell": rec[1].transpose(0, 1)}
         return {"hidden": rec.transpose(0, 1)}
+
+
+@dataclass(frozen=True)
+class RNNDecoderConfig:
+    kind: Literal["rnn", "gru", "lstm"] = "gru"
+    embed: int = 256
+    hidden: int = 256
+    layers: int = 1
+    dropout: float = 0.1
+    attention: Literal["none", "bahdanau", "dot", "general"] = "bahdanau"
+
+    def check(self):
+        sizes(self, "embed hidden")
+        sizes(self, "layers", high=MAX_LAYERS)
+        dropout(self)
+
+
+def build(cfg: RNNDecoderConfig, dims: Sizes) -> RNNDecoder:
+    try:
+        return RNNDecoder(dims.tgt_vocab, cfg.kind, cfg.embed, cfg.hidden, layers=cfg.layers, dropout=cfg.dropout,
+                          memory_dim=dims.memory_dim, attention=cfg.attention)
+    except ValueError as e:  # dot attention over a memory of another width
+        raise UserError(f"model.decoder.attention: {e}") from None
+
+
+RNN = DecoderPart(RNNDecoderConfig, build)  # kind: rnn, gru or lstm

@@ -1,13 +1,17 @@
 """Transformer decoder (Vaswani et al., 2017), pre-LN or post-LN, with a KV cache for incremental decoding."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Literal
+
 import torch
 from torch import Tensor, nn
 
 from ..interfaces import Decoder, PerSource, as_memory
 from ..nn.embedding import PositionalEmbedding
 from ..nn.kv_cache import KVCache
-from ..nn.transformer import DecoderLayer
+from ..nn.transformer import DecoderLayer, TransformerConfig
+from ..registry import DecoderPart, Sizes
 
 
 class TransformerDecoder(Decoder):
@@ -49,6 +53,12 @@ class TransformerDecoder(Decoder):
         x, state = self.features(X, state)
         return self.proj(x), state
 
+    def input_embedding(self) -> nn.Embedding:
+        return self.embed.tokens
+
+    def output_embedding(self) -> nn.Linear:
+        return self.proj
+
     def features(self, X: Tensor, state):
         """What ``forward`` feeds the output layer ``proj``: (B, T, D), new state."""
         offset = state["self"][0].length
@@ -78,3 +88,20 @@ class TransformerDecoder(Decoder):
             for hook in hooks:
                 hook.remove()
         return torch.stack(maps)
+
+
+@dataclass(frozen=True)
+class TransformerDecoderConfig(TransformerConfig):
+    start: Literal["bos", "pad"] = "bos"  # the token read first: <s>, or <pad> (Marian, Pegasus)
+    output_bias: bool = False  # a fixed (never trained) bias on the output logits, as HF's final_logits_bias
+    never_output: tuple[int, ...] = ()  # ids whose log-probs search sets to -inf (after the softmax)
+
+
+def build(cfg: TransformerDecoderConfig, dims: Sizes) -> TransformerDecoder:
+    return TransformerDecoder(dims.tgt_vocab, cfg.d_model, cfg.layers, cfg.heads, ff=cfg.ff, dropout=cfg.dropout,
+                              memory_dim=dims.memory_dim, positions=cfg.positions,
+                              max_positions=cfg.max_positions, norm=cfg.norm, activation=cfg.activation,
+                              output_bias=cfg.output_bias)
+
+
+TRANSFORMER = DecoderPart(TransformerDecoderConfig, build)

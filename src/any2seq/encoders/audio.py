@@ -3,16 +3,20 @@ subsampling (as in Speech-Transformer, Dong et al., 2018), then a Transformer or
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from ..config_checks import attention_sizes, require, sizes
 from ..interfaces import Encoder, Memory, lengths_to_mask
 from ..nn.dropout import Dropout
 from ..nn.embedding import sinusoids
 from ..nn.transformer import EncoderLayer
+from ..registry import EncoderPart, Sizes
 
 CONV_CHANNELS = 32  # channels of the subsampling convolutions: 256 would cost 3x the whole stack on CPU
 # log(mel + 1e-3): silence stays finite, and digital zeros land near a quiet room's noise floor
@@ -173,3 +177,42 @@ class AudioEncoder(Encoder):
         mask = lengths_to_mask(lengths, x.size(1))  # (B, S)
         x = self.stack(self.proj(x), lengths, mask)  # (B, S, D)
         return Memory(x, mask)  # (B, S, D), (B, S)
+
+
+@dataclass(frozen=True)
+class AudioEncoderConfig:
+    """Log-mel features, SpecAugment, convolutional subsampling, then a Transformer or GRU stack."""
+    kind: Literal["audio"] = "audio"
+    sample_rate: int = 8000
+    n_fft: int = 256
+    hop: int = 80  # 10 ms at 8 kHz
+    n_mels: int = 64
+    freq_masks: int = 2  # SpecAugment (training only)
+    freq_mask_width: int = 8
+    time_masks: int = 2
+    time_mask_width: int = 20
+    subsample: int = 4  # time reduction by strided convolutions: 1, 2, 4 or 8
+    stack: Literal["transformer", "gru"] = "transformer"
+    d_model: int = 256
+    layers: int = 4
+    heads: int = 4
+    ff: int = 1024
+    dropout: float = 0.1
+
+    def check(self):
+        require(self.subsample in (1, 2, 4, 8), "subsample", f"must be 1, 2, 4 or 8, got {self.subsample}")
+        attention_sizes(self)
+        sizes(self, "sample_rate", high=384_000)
+        sizes(self, "n_fft n_mels", high=1 << 16)
+        require(0 < self.hop <= self.n_fft, "hop", f"must be in (0, n_fft={self.n_fft}]")
+        sizes(self, "freq_masks freq_mask_width time_masks time_mask_width", low=0, high=1 << 16)
+
+
+def build(cfg: AudioEncoderConfig, dims: Sizes) -> AudioEncoder:
+    return AudioEncoder(cfg.sample_rate, cfg.n_fft, cfg.hop, cfg.n_mels, freq_masks=cfg.freq_masks,
+                        freq_mask_width=cfg.freq_mask_width, time_masks=cfg.time_masks,
+                        time_mask_width=cfg.time_mask_width, subsample=cfg.subsample, stack=cfg.stack,
+                        d_model=cfg.d_model, layers=cfg.layers, heads=cfg.heads, ff=cfg.ff, dropout=cfg.dropout)
+
+
+AUDIO = EncoderPart(AudioEncoderConfig, build)

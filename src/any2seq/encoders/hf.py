@@ -20,6 +20,7 @@ from torch import Tensor, nn
 
 from ..errors import UserError
 from ..interfaces import Encoder, Memory, lengths_to_mask
+from ..registry import EncoderPart, Sizes
 from .hf_config import FAMILIES, HFEncoderConfig
 from .hf_features import ImageInput, TextInput, WaveformInput, WhisperInput
 
@@ -168,3 +169,10 @@ def build_hf_encoder(cfg: HFEncoderConfig, vocab: int = 0) -> HFEncoder:
     freeze(model, cfg.freeze)
     inputs = _inputs(cfg, config, json.loads(cfg.hf_preprocessor or "{}"), vocab)
     return HFEncoder(model, inputs, getattr(config, family.width))
+
+
+def build(cfg: HFEncoderConfig, dims: Sizes) -> HFEncoder:
+    return build_hf_encoder(cfg, dims.src_vocab)
+
+
+HF = EncoderPart(HFEncoderConfig, build)

@@ -7,6 +7,8 @@ import json
 from dataclasses import dataclass
 from typing import Literal
 
+from ..config_checks import require as _require
+
 # model_type in the folder's config.json -> what its input is; anything else is refused, naming these
 FAMILIES = {"vit": "image", "clip_vision_model": "image", "clip": "image", "wav2vec2": "audio",
             "whisper": "whisper", "bert": "text"}
@@ -29,8 +31,6 @@ class HFEncoderConfig:
     hf_preprocessor: str = ""  # its preprocessor_config.json (JSON text, "{}" if none), filled in by train
 
     def check(self):
-        from ..config import _require  # config.py imports this module: a late import, no cycle
-
         _require(bool(self.path or self.hf_config), "path", "an hf encoder needs the folder of a saved HF model")
         _require(self.channels in (1, 3), "channels", f"must be 1 (grey) or 3 (RGB), got {self.channels}")
         _require(0 <= self.sample_rate <= 384_000, "sample_rate", f"must be in 0..384000, got {self.sample_rate}")

@@ -2,13 +2,18 @@
 positions (as in DETR, Carion et al., 2020), is the memory; optionally Transformer layers on top."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Literal
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..config_checks import MAX_LAYERS, MAX_WIDTH, attention_sizes, require, sizes
 from ..interfaces import Encoder, Memory
 from ..nn.embedding import sinusoids
 from ..nn.transformer import EncoderLayer
+from ..registry import EncoderPart, Sizes
 
 GROUPS = 8  # GroupNorm, not BatchNorm: an image's encoding never depends on the rest of its batch
 
@@ -101,3 +106,35 @@ class ImageEncoder(Encoder):
         for layer in self.layers:
             x = layer(x, mask)
         return Memory(self.norm(x), mask)
+
+
+@dataclass(frozen=True)
+class ImageEncoderConfig:
+    """A residual CNN whose feature grid is the memory (B, H'*W', D), optionally with Transformer layers on top."""
+    kind: Literal["image"] = "image"
+    channels: int = 1  # input channels: 1 grey, 3 RGB
+    width: int = 32  # channels of the first stage; each later stage doubles them and halves H and W
+    stages: int = 3
+    blocks: int = 1  # residual blocks per stage
+    d_model: int = 256
+    layers: int = 0  # Transformer layers over the grid
+    heads: int = 4
+    ff: int = 1024
+    dropout: float = 0.1
+
+    def check(self):
+        require(self.channels in (1, 3), "channels", f"must be 1 (grey) or 3 (RGB), got {self.channels}")
+        attention_sizes(self, min_layers=0)
+        sizes(self, "width")
+        sizes(self, "stages", high=16)  # each halves the image
+        sizes(self, "blocks", high=MAX_LAYERS)
+        require(self.width << (self.stages - 1) <= MAX_WIDTH, "width",
+                f"{self.width} doubled over {self.stages} stages is more than {MAX_WIDTH}")
+
+
+def build(cfg: ImageEncoderConfig, dims: Sizes) -> ImageEncoder:
+    return ImageEncoder(cfg.channels, cfg.width, cfg.stages, cfg.blocks, d_model=cfg.d_model, layers=cfg.layers,
+                        heads=cfg.heads, ff=cfg.ff, dropout=cfg.dropout)
+
+
+IMAGE = EncoderPart(ImageEncoderConfig, build)

@@ -1,13 +1,18 @@
 """Text encoders: a Transformer stack (Vaswani et al., 2017), pre-LN or post-LN, and RNN/GRU/LSTM stacks."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Literal
+
 import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from ..config_checks import MAX_LAYERS, dropout, sizes
 from ..interfaces import EOS_ID, Encoder, Memory, lengths_to_mask
 from ..nn.embedding import PositionalEmbedding
-from ..nn.transformer import EncoderLayer
+from ..nn.transformer import EncoderLayer, TransformerConfig
+from ..registry import EncoderPart, Sizes
 
 RNN_CELLS = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
 
@@ -34,6 +39,9 @@ class TransformerEncoder(Encoder):
             x = layer(x, mask)
         return Memory(self.norm(x), mask)  # (B, S, D)
 
+    def input_embedding(self) -> nn.Embedding:
+        return self.embed.tokens
+
 
 class RNNEncoder(Encoder):
     """Embedding + (bi)directional RNN stack; padding is packed away so it never changes a result."""
@@ -56,3 +64,41 @@ class RNNEncoder(Encoder):
         dirs = 2 if self.rnn.bidirectional else 1
         final = torch.cat(list(h[-dirs:]), dim=-1)  # (B, dirs * H): the top layer
         return Memory(self.drop(out), lengths_to_mask(src_lengths, src.size(1)), final)
+
+    def input_embedding(self) -> nn.Embedding:
+        return self.embed
+
+
+@dataclass(frozen=True)
+class TransformerEncoderConfig(TransformerConfig):
+    eos: bool = False  # append </s> to every source before encoding it (Marian and other HF models)
+
+
+@dataclass(frozen=True)
+class RNNEncoderConfig:
+    kind: Literal["rnn", "gru", "lstm"] = "gru"
+    embed: int = 256
+    hidden: int = 256
+    layers: int = 1
+    bidirectional: bool = True
+    dropout: float = 0.1
+
+    def check(self):
+        sizes(self, "embed hidden")
+        sizes(self, "layers", high=MAX_LAYERS)
+        dropout(self)
+
+
+def build_transformer(cfg: TransformerEncoderConfig, dims: Sizes) -> TransformerEncoder:
+    return TransformerEncoder(dims.src_vocab, cfg.d_model, cfg.layers, cfg.heads, ff=cfg.ff, dropout=cfg.dropout,
+                              positions=cfg.positions, max_positions=cfg.max_positions, norm=cfg.norm,
+                              activation=cfg.activation, eos=cfg.eos)
+
+
+def build_rnn(cfg: RNNEncoderConfig, dims: Sizes) -> RNNEncoder:
+    return RNNEncoder(dims.src_vocab, cfg.kind, cfg.embed, cfg.hidden, layers=cfg.layers,
+                      bidirectional=cfg.bidirectional, dropout=cfg.dropout)
+
+
+TRANSFORMER = EncoderPart(TransformerEncoderConfig, build_transformer)
+RNN = EncoderPart(RNNEncoderConfig, build_rnn)  # kind: rnn, gru or lstm

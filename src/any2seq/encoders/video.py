@@ -3,13 +3,17 @@ cells with 2-D positions and a time position (factorised space-time embedding, a
 Arnab et al., 2021, applied to CNN features)."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Literal
+
 import torch
 from torch import Tensor, nn
 
 from ..interfaces import Encoder, Memory, lengths_to_mask
 from ..nn.embedding import sinusoids
 from ..nn.transformer import EncoderLayer
-from .image import ConvFrontEnd, positions_2d
+from ..registry import EncoderPart, Sizes
+from .image import ConvFrontEnd, ImageEncoderConfig, positions_2d
 
 
 class VideoEncoder(Encoder):
@@ -39,3 +43,18 @@ class VideoEncoder(Encoder):
         for layer in self.layers:
             x = layer(x, mask)
         return Memory(self.norm(x), mask)
+
+
+@dataclass(frozen=True)
+class VideoEncoderConfig(ImageEncoderConfig):
+    """The image front end on every frame, then ``layers`` Transformer layers over all frames' cells."""
+    kind: Literal["video"] = "video"
+    layers: int = 2
+
+
+def build(cfg: VideoEncoderConfig, dims: Sizes) -> VideoEncoder:
+    return VideoEncoder(cfg.channels, cfg.width, cfg.stages, cfg.blocks, d_model=cfg.d_model, layers=cfg.layers,
+                        heads=cfg.heads, ff=cfg.ff, dropout=cfg.dropout)
+
+
+VIDEO = EncoderPart(VideoEncoderConfig, build)

@@ -33,13 +33,12 @@ def attend(q: Tensor, k: Tensor, v: Tensor, mask: Optional[Tensor] = None, is_ca
     query may look.
 
     The fused kernel, except on CPU in bfloat16 or without a gradient: there the explicit
-    product-softmax-product (softmax in float32) is faster. The fused bf16 backward is ~6x slower,
-    and in beam search (a few queries over a short memory) the fused kernel took 1.5-2.5x the
-    explicit form's time in float32 and 4-5x in bf16. For the lengths of text and frame sequences
-    the (T, S) scores the explicit form keeps are small. The products run in the keys' dtype and
-    the result comes back in the queries': decoders keep their cached keys and values in float32
-    when decoding on CPU, where a bf16 product of a few queries with a short cache runs 2-3x
-    slower than the float32 one.
+    product-softmax-product (softmax in float32) is faster, in training and in beam search (a few
+    queries over a short memory). For the lengths of text and frame sequences the (T, S) scores the
+    explicit form keeps are small. The products run in the keys' dtype and the result comes back in
+    the queries': decoders keep their cached keys and values in float32 when decoding on CPU, where
+    a bf16 product of a few queries with a short cache is slower than the float32 one (the figures:
+    benchmarks/README.md, "Figures behind the code").
     """
     if q.device.type == "cpu" and (q.dtype == torch.bfloat16 or not torch.is_grad_enabled()):
         dtype, q = q.dtype, q.to(k.dtype)

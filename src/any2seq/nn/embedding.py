@@ -39,8 +39,7 @@ class PositionalEmbedding(nn.Module):
         T = ids.size(1)
         if self.learned:
             pos = self.positions.weight[offset: offset + T]
-        else:
-            if offset + T > self.table.size(0):
-                self.table = sinusoids(2 * (offset + T), self.table.size(1)).to(self.table.device)
-            pos = self.table[offset: offset + T]
+        else:  # past the table, rows computed for this call: the module is read-only while decoding threads share it
+            table = self.table if offset + T <= self.table.size(0) else sinusoids(offset + T, self.table.size(1))
+            pos = table[offset: offset + T].to(self.table)  # (T, D), in the model's dtype
         return self.dropout(self.tokens(ids) * self.scale + pos)

@@ -24,8 +24,7 @@ def linear_cross_entropy(hidden: Tensor, weight: Tensor, target: Tensor, ignore_
 
     hidden (N, D), weight (V, D), target (N,). Under autocast the products run in its dtype and
     the softmax in float32, as autocast runs ``cross_entropy``. ``chunk``: rows at a time (default:
-    ``CHUNK_ELEMENTS`` logits' worth; at 2 CPU threads 512 rows were fastest for an 8k vocabulary,
-    1.9x the unfused loss under bf16 and 1.4x in float32).
+    ``CHUNK_ELEMENTS`` logits' worth, the fastest measured: benchmarks/README.md, "Figures behind the code").
     """
     chunk = chunk or max(1, CHUNK_ELEMENTS // weight.size(0))
     if torch.is_grad_enabled() and (hidden.requires_grad or weight.requires_grad):

@@ -2,15 +2,36 @@
 or post-LayerNorm as in the original paper and Marian/opus-mt models."""
 from __future__ import annotations
 
-from typing import Callable, Optional
+from dataclasses import dataclass
+from typing import Callable, Literal, Optional
 
 from torch import Tensor, nn
 
+from ..config_checks import attention_sizes, sizes
 from .attention import CrossAttention, SelfAttention
 from .dropout import Dropout
 from .kv_cache import KVCache
 
 ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "swish": nn.SiLU}
+
+
+@dataclass(frozen=True)
+class TransformerConfig:
+    """What a Transformer encoder and decoder share."""
+    kind: Literal["transformer"] = "transformer"
+    d_model: int = 256
+    layers: int = 3
+    heads: int = 4
+    ff: int = 1024
+    dropout: float = 0.1
+    positions: Literal["sinusoidal", "learned"] = "sinusoidal"
+    max_positions: int = 1024  # only for learned positions
+    norm: Literal["pre", "post"] = "pre"  # LayerNorm before each sublayer (and one at the end), or after the sum
+    activation: Literal["relu", "gelu", "swish"] = "relu"  # the feed-forward's (swish = SiLU, Marian's)
+
+    def check(self):
+        attention_sizes(self)
+        sizes(self, "max_positions", high=1 << 20)
 
 
 def feed_forward(d_model: int, ff: int, activation: str = "relu") -> nn.Module:

@@ -1,28 +1,20 @@
-"""The TASKS table: what each task's data, metrics and inputs are. A new task is one row here."""
+"""Tasks: what each task's data, metrics and inputs are. Each task module declares its ``TaskPart``;
+``components.py`` lists them and ``get_task`` finds one by name through the registry."""
 from __future__ import annotations
 
+from functools import lru_cache
+
+from .. import registry
 from .base import Task, Tokenizers
-from .captioning import Captioning
-from .speech import Speech
-from .text_generation import TextGeneration
-from .translation import Translation
-from .video import TextToVideo, VideoPrediction
-
-TASKS: dict[str, Task] = {
-    "translation": Translation(),
-    "text_generation": TextGeneration(),
-    "captioning": Captioning(),
-    "speech": Speech(),
-    "video_prediction": VideoPrediction(),
-    "text_to_video": TextToVideo(),
-}
 
 
+@lru_cache(maxsize=None)
 def get_task(name: str) -> Task:
+    """The task ``name`` (one instance per task); KeyError listing the tasks if there is none."""
     try:
-        return TASKS[name]
-    except KeyError:
-        raise KeyError(f"unknown task {name!r} (tasks: {', '.join(TASKS)})") from None
+        return registry.task(name).make()
+    except registry.UnknownName as e:
+        raise KeyError(f"unknown task {name!r} (tasks: {', '.join(e.valid)})") from None
 
 
-__all__ = ["TASKS", "Task", "Tokenizers", "get_task"]
+__all__ = ["Task", "Tokenizers", "get_task"]

@@ -8,10 +8,12 @@ from pathlib import Path
 
 import numpy as np
 
+from ..config import CaptionDataConfig
 from ..data import Items
 from ..data.images import digit_scenes, read_coco, read_image
 from ..errors import UserError
 from ..metrics import bleu_chrf
+from ..registry import TaskPart
 from .base import TextOutputTask, check_split
 
 
@@ -89,3 +91,6 @@ class Captioning(TextOutputTask):
         source = ("scenes of scikit-learn's digit scans" if d.source == "digits" else f"COCO-format captions in {d.root}")
         return {"data": {"source": source, "examples": int(len(batches.kept)), "size": d.size}}
 
+
+
+TASK = TaskPart("captioning", CaptionDataConfig, ("bleu", "exact", "loss"), Captioning)

@@ -7,11 +7,13 @@ from pathlib import Path
 
 import numpy as np
 
+from ..config import SpeechDataConfig
 from ..data import Items
 from ..data.audio import SPLITS, fsdd_recordings, make_utterances, split_recordings
 from ..data.audio_io import read_audio
 from ..errors import UserError
 from ..metrics import wer_cer
+from ..registry import TaskPart
 from .base import TextOutputTask
 
 SAMPLES_PER_POSITION = 320  # a custom encoder's batching size: 40 ms per position, like hop 80 x subsample 4
@@ -93,3 +95,6 @@ class Speech(TextOutputTask):
         return {"data": {"source": "Free Spoken Digit Dataset", "root": d.root, "speakers": speakers,
                          "held_out_speaker": d.held_out_speaker or None, "utterances": int(len(batches.kept)),
                          "digits_per_utterance": [d.min_digits, d.max_digits]}}
+
+
+TASK = TaskPart("speech", SpeechDataConfig, ("wer", "cer", "loss"), Speech)

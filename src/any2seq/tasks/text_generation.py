@@ -6,11 +6,12 @@ import dataclasses
 import re
 from pathlib import Path
 
-from ..config import Config
+from ..config import ConceptDataConfig, Config
 from ..data import Items, plain_or_gz, read_lines
 from ..decoding import decode_items
 from ..errors import UserError
 from ..metrics import bleu_chrf
+from ..registry import TaskPart
 from .base import JOINT, TextOutputTask, Tokenizers, check_split, text_outputs, train_text_tokenizer
 from .translation import read_text_inputs
 
@@ -120,3 +121,6 @@ class TextGeneration(TextOutputTask):
 
     def card(self, cfg, batches):
         return {"data": {"root": cfg.data.root, "lang": cfg.data.lang, "pairs": int(len(batches.kept))}}
+
+
+TASK = TaskPart("text_generation", ConceptDataConfig, ("bleu", "coverage", "loss"), TextGeneration)

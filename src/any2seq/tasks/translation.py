@@ -13,6 +13,7 @@ from ..decoding import SearchOptions, decode_ids
 from ..errors import UserError
 from ..metrics import bleu_chrf
 from ..models import build_model
+from ..registry import TaskPart
 from .base import JOINT, SRC, TGT, Task, Tokenizers, check_split, text_outputs
 
 
@@ -164,3 +165,6 @@ def read_text_inputs(inputs: list) -> list[str]:
         if not isinstance(item, str):
             raise UserError(f"input {i + 1}: this model reads text, got {type(item).__name__}")
     return list(inputs)
+
+
+TASK = TaskPart("translation", DataConfig, ("bleu", "chrf", "loss"), Translation)

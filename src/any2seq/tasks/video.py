@@ -7,10 +7,12 @@ from pathlib import Path
 
 import numpy as np
 
+from ..config import VideoDataConfig
 from ..data import Items
 from ..data.video import DIRECTIONS, described_videos, moving_digits, moving_layout, read_frames, scaled_scans
 from ..errors import UserError
 from ..metrics import copy_last_baseline, frame_metrics, motion_classes
+from ..registry import TaskPart
 from .base import SRC, FramesOutputTask, Tokenizers, check_split, train_text_tokenizer
 
 
@@ -190,3 +192,7 @@ class TextToVideo(FramesOutputTask):
     def card(self, cfg, batches):
         return {"data": {"source": "described motions of scikit-learn's digit scans", "clips": cfg.data.n_train,
                          "frames": cfg.data.frames_out}}
+
+
+VIDEO_PREDICTION = TaskPart("video_prediction", VideoDataConfig, ("mse", "ssim", "loss"), VideoPrediction)
+TEXT_TO_VIDEO = TaskPart("text_to_video", VideoDataConfig, ("mse", "ssim", "loss"), TextToVideo)
