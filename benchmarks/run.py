@@ -230,8 +230,9 @@ def matmul_probe(threads: int, device: str, n: int = 2048, seconds: float = 1.5,
     torch.set_num_threads(threads)
     if device == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = False
-    a, b = (torch.randn(n, n, device=device, dtype=getattr(torch, dtype)) for _ in range(2))
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    n = probe_size(n, device, getattr(torch, dtype), seconds / 4)
+    a, b = (torch.randn(n, n, device=device, dtype=getattr(torch, dtype)) for _ in range(2))
     for _ in range(2):
         a @ b
     sync()
@@ -245,6 +246,23 @@ def matmul_probe(threads: int, device: str, n: int = 2048, seconds: float = 1.5,
             break
     return {"n": n, "dtype": dtype, "threads": threads, "device": device, "reps": reps,
             "gflop_s": 2 * n ** 3 * reps / elapsed / 1e9}
+
+
+def probe_size(n: int, device: str, dtype, seconds: float) -> int:
+    """``n``, or a smaller power of two where one n x n product would take more than ``seconds``: a CPU
+    without native bf16 (AVX2 only) multiplies bf16 ~100x slower than float32, and a 2048 product
+    there takes long enough to stall a quick run for minutes."""
+    import torch
+
+    size = 256
+    while size < n:
+        a = torch.randn(size, size, device=device, dtype=dtype)
+        start = time.perf_counter()
+        a @ a
+        if (time.perf_counter() - start) * 8 > seconds:  # the next size is 8x the work
+            return size
+        size *= 2
+    return n
 
 
 # --- 3. systems --------------------------------------------------------------------------------

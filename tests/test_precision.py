@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 import any2seq
 from any2seq import precision
@@ -111,3 +112,20 @@ def test_a_close_call_is_measured_again_rather_than_cached(monkeypatch):
     monkeypatch.setattr(precision, "time_products", stub(0.95, 1.0))
     again = precision.choose("auto", SHAPES, 64, "cpu", train=True)
     assert (again.precision, again.how) == ("fp32", "probe")
+
+
+def test_a_slow_dtype_is_judged_by_the_scout_pass_alone(monkeypatch):
+    """AVX2-only CPUs multiply bf16 ~100x slower than float32: the probe must not spend minutes proving it."""
+    calls = []
+
+    def fake_pass(shapes, rows, dtype, train, repeats):
+        calls.append(rows)
+        return 1.0 if rows == precision.SCOUT_ROWS else 0.01  # the scout: 1 s for 16 rows
+
+    monkeypatch.setattr(precision, "_pass_seconds", fake_pass)
+    assert precision.time_products([(8, 8)], 1600, torch.bfloat16, train=True) == 100.0
+    assert calls == [precision.SCOUT_ROWS]  # no full pass
+    calls.clear()
+    monkeypatch.setattr(precision, "_pass_seconds", lambda *a, **k: calls.append(a[1]) or 0.001)
+    precision.time_products([(8, 8)], 1600, torch.float32, train=True)
+    assert calls == [precision.SCOUT_ROWS, 1600]  # a fast scout: the full measurement follows

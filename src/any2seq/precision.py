@@ -114,11 +114,28 @@ def choose(precision: str, shapes: Sequence[tuple[int, int]], rows: int, device:
     return choice
 
 
+SCOUT_ROWS, SCOUT_BUDGET_S = 16, 2.0
+
+
 def time_products(shapes: Sequence[tuple[int, int]], rows: int, dtype: torch.dtype, train: bool,
                   repeats: int = 3) -> float:
     """Seconds for one pass over the products: forward, and for training the two backward ones
     (grad input = grad out @ W, grad weight = grad out^T @ x). The fastest of ``repeats`` passes,
-    after one untimed pass that builds oneDNN's kernels for these shapes."""
+    after one untimed pass that builds oneDNN's kernels for these shapes.
+
+    A scout pass on a few rows comes first: a CPU without native bf16 (AVX2 only) multiplies bf16
+    in a reference path two orders of magnitude slower than float32, where the full probe would
+    take minutes; when the scout says a pass would exceed a couple of seconds, its estimate is
+    the answer (the verdict is not in doubt then)."""
+    if rows > SCOUT_ROWS:
+        estimate = _pass_seconds(shapes, SCOUT_ROWS, dtype, train, repeats=1) * rows / SCOUT_ROWS
+        if estimate > SCOUT_BUDGET_S:
+            return estimate
+    return _pass_seconds(shapes, rows, dtype, train, repeats)
+
+
+def _pass_seconds(shapes: Sequence[tuple[int, int]], rows: int, dtype: torch.dtype, train: bool,
+                  repeats: int) -> float:
     from .nn import packed
 
     gen = torch.Generator().manual_seed(0)

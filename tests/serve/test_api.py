@@ -135,7 +135,8 @@ def test_concurrent_requests_are_batched_and_each_gets_its_own_outputs(predictor
     with TestClient(create_app(predictor, LIMITS)) as c:
         solo = [predict(c, inputs=[s], beam=2, n_best=2)["results"][0] for s in sources]
         batcher = c.app.state.batcher
-        batcher.window_s = 0.3  # wide enough for every thread's request to arrive
+        # the batch closes when all eight have arrived, not after a time a loaded machine may overrun
+        batcher.window_s, batcher.batch_inputs = 60.0, len(sources)
         got, errors = [None] * len(sources), []
 
         def one(i):
