@@ -533,7 +533,7 @@ MEDIA_CASES = {
                                                      lambda d: d["annotations"][0].update(image_id=99)))),
     "coco-not-json": ("coco", Case(COCO_TRAIN, ["coco/train.json:1", "not valid JSON"],
                                    write_bytes("coco/train.json", b'{"images": [}'))),
-    "coco-image-file-missing": ("coco", Case(COCO_TRAIN, ["coco/train.json", "4.png does not exist"],
+    "coco-image-file-missing": ("coco", Case(COCO_TRAIN, ["coco/train.json", "4.png' does not exist"],
                                              remove("coco/images/4.png"))),
     "coco-image-corrupt": ("coco", Case(COCO_TRAIN, ["coco/images/4.png", NOT_AN_IMAGE],
                                         truncate("coco/images/4.png"))),

@@ -65,8 +65,11 @@ def start_long_run(root: Path, data: Path, out: Path) -> subprocess.Popen:
     """``any2seq train`` for 100,000 steps into ``out``, once it has written a checkpoint
     (its signal handlers and lock are in place then)."""
     config = write_config(root / "long.yaml", data, max_steps=100_000, valid_every=3)
+    # the child starts with SIGHUP's default action even where this runner ignores it (nohup, some CI
+    # agents): a run started ignoring SIGHUP keeps ignoring it, by design, and the SIGHUP test would hang
     proc = subprocess.Popen(cli("train", str(config), "--out", str(out), "--no-progress"), env=run_env(),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_DFL))
     deadline = time.monotonic() + HANG_GUARD_S
     while not list((out / "checkpoints").glob("step_*[0-9]")):
         assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read().decode()

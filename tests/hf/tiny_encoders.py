@@ -12,8 +12,18 @@ ROOT = Path(__file__).resolve().parents[2]
 SMALL = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
 
 
+def quiet_transformers() -> None:
+    """No "Writing model shards" bars: the folders are built inside whichever test first asks for them,
+    whose captured stderr must hold only what any2seq printed."""
+    from transformers.utils import logging
+
+    logging.disable_progress_bar()
+
+
 def save_vit(folder: Path) -> Path:
     from transformers import ViTConfig, ViTImageProcessorPil, ViTModel
+
+    quiet_transformers()
 
     torch.manual_seed(0)
     ViTModel(ViTConfig(**SMALL, image_size=32, patch_size=8)).save_pretrained(folder)
@@ -24,6 +34,7 @@ def save_vit(folder: Path) -> Path:
 def save_clip_vision(folder: Path) -> Path:
     from transformers import CLIPVisionConfig, CLIPVisionModel
 
+    quiet_transformers()
     torch.manual_seed(0)
     CLIPVisionModel(CLIPVisionConfig(**SMALL, image_size=32, patch_size=8)).save_pretrained(folder)
     return folder
@@ -33,6 +44,7 @@ def save_wav2vec2(folder: Path) -> Path:
     """Three convolutions of 320x total stride (as wav2vec2's seven): 50 positions a second at 16 kHz."""
     from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2ForCTC
 
+    quiet_transformers()
     torch.manual_seed(0)
     config = Wav2Vec2Config(**SMALL, conv_dim=(16, 16, 16), conv_kernel=(10, 8, 8), conv_stride=(5, 8, 8),
                             num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2, mask_time_length=2,
@@ -47,6 +59,7 @@ def save_whisper(folder: Path) -> Path:
     """A 4 s window (400 frames, 200 encoder positions) of 16 mel bands."""
     from transformers import WhisperConfig, WhisperFeatureExtractor, WhisperForConditionalGeneration
 
+    quiet_transformers()
     torch.manual_seed(0)
     config = WhisperConfig(d_model=32, encoder_layers=2, encoder_attention_heads=2, encoder_ffn_dim=64,
                            decoder_layers=1, decoder_attention_heads=2, decoder_ffn_dim=64, num_mel_bins=16,
@@ -68,6 +81,7 @@ def save_bert(folder: Path) -> Path:
     """A WordPiece vocabulary of frequent German words and single characters, and a tiny BERT."""
     from transformers import BertConfig, BertModel, BertTokenizer
 
+    quiet_transformers()
     folder.mkdir(parents=True, exist_ok=True)
     chars = sorted({c for w in german_words(3000) for c in w})
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *chars, *(f"##{c}" for c in chars)]
