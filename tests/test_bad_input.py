@@ -572,8 +572,11 @@ def test_ctrl_c_saves_and_resume_continues(ws):
     (ws / "long.yaml").write_text(TINY.replace("max_steps: 2", "max_steps: 100000").replace("valid_every: 1",
                                                                                              "valid_every: 3"))
     checkpoints = ws / "long/checkpoints"
+    # SIGINT's default action in the child even where the runner ignores it (a shell's background job does):
+    # a run started ignoring a signal keeps ignoring it, by design
     proc = subprocess.Popen([sys.executable, "-m", "any2seq", "train", "long.yaml", "--out", "long", "--no-progress"],
-                            cwd=ws, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                            cwd=ws, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.default_int_handler))
     deadline = time.monotonic() + 600
     while not list(checkpoints.glob("step_*[0-9]")):  # training has started: the Ctrl-C handler is in place
         assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read().decode()
