@@ -121,6 +121,13 @@ class FramesDecoder(Decoder):
 
     def forward(self, X: Tensor, state):
         """X (B, T, C, H, W) continuing the frames in ``state`` -> predicted next frames, new state."""
+        h, state = self.hidden(X, state)
+        pixels = torch.sigmoid(self.proj(h))  # (B, T*N, C*p*p)
+        return self.from_tiles(pixels), state
+
+    def hidden(self, X: Tensor, state):
+        """X (B, T, C, H, W) continuing the frames in ``state`` -> the final normalised tile states
+        (B, T*N, D) from which an output head draws the next frames, and the new state."""
         if tuple(X.shape[2:]) != self.shape:
             raise ValueError(f"frames of shape {tuple(X.shape[2:])}, decoder built for {self.shape}")
         start = state["self"][0].length // self.per_frame
@@ -129,8 +136,7 @@ class FramesDecoder(Decoder):
         for layer, cross_kv, cache in zip(self.layers, state["cross"], state["self"], strict=True):
             x, cache = layer(x, self.per_frame, cross_kv, state["memory_mask"], cache)
             caches.append(cache)
-        pixels = torch.sigmoid(self.proj(self.norm(x)))  # (B, T*N, C*p*p)
-        return self.from_tiles(pixels), {**state, "self": caches}
+        return self.norm(x), {**state, "self": caches}
 
 
 @dataclass(frozen=True)
