@@ -59,7 +59,7 @@ class Finished:
 
 
 def topk(x: Tensor, k: int, block: int = 64) -> tuple[Tensor, Tensor]:
-    """``x.topk(k, dim=1)`` for a wide (A, N) ``x``, ~4x faster on CPU: the k blocks of ``block``
+    """``x.topk(k, dim=1)`` for a wide (A, N) ``x``, faster on CPU (benchmarks/README.md): the k blocks of ``block``
     columns with the largest maxima hold the k largest values (each of those blocks has a value at
     least as large as anything outside them), so one top-k over k * block values finds them.
     Values equal ``torch.topk``'s; among tied values the indices may differ."""
