@@ -138,7 +138,7 @@ def beam_search(step: Step, state: State, batch_size: int, bos: int, eos: int, m
     device = state_device(state)
     limits = max_len_tensor(max_len, batch_size, device)
     width = int(limits.max()) if batch_size else 0
-    finished = Finished(batch_size, beam, width, length_penalty, device)
+    finished = Finished(batch_size, beam, width, length_penalty=length_penalty, device=device)
     empty = (limits == 0).nonzero().squeeze(1)  # nothing to decode: the empty hypothesis, score 0
     finished.add(empty, torch.zeros(empty.numel(), 1, device=device),
                  torch.zeros(empty.numel(), 1, 0, dtype=torch.long, device=device), 0)
