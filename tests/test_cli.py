@@ -123,3 +123,11 @@ def test_the_installed_command_translates_stdin(trained):
                             text=True, timeout=120, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == [trained.pairs[0][1], "", trained.pairs[1][1]]
+
+
+def test_the_module_docstring_names_every_command():
+    """cli.py's first lines are where a reader looks for what the command line can do."""
+    import any2seq.cli
+
+    listed = any2seq.cli.__doc__.split("``")[1].replace("any2seq", "").split("|")
+    assert [name.strip() for name in listed] == list(any2seq.cli.COMMANDS)

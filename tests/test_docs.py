@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from any2seq import registry
+
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = sorted((ROOT / "docs").glob("*.md"))
 BLOCK = re.compile(r"^```python\n(.*?)^```", re.S | re.M)
@@ -25,6 +27,9 @@ def test_the_docs_have_code_to_run():
 def test_every_code_block_runs(page, monkeypatch, tmp_path):
     monkeypatch.chdir(ROOT)  # pages use the repository's configs/ and data/
     monkeypatch.setenv("ANY2SEQ_DOCS_TMP", str(tmp_path))
+    # what a page registers (the recipes' own encoder and task) is forgotten after it
+    registry.parts("encoder")
+    monkeypatch.setattr(registry, "_table", {slot: dict(table) for slot, table in registry._table.items()})
     # the page runs as a module of its own, so that a dataclass defined on it can resolve its annotations
     module = types.ModuleType(f"docs.{page.stem}")
     monkeypatch.setitem(sys.modules, module.__name__, module)

@@ -94,3 +94,13 @@ def test_a_taken_name_is_refused(scratch_registry):
 
     with pytest.raises(ValueError, match="already registered"):
         registry.register_encoder(Clash, build_conv)
+
+
+def test_a_part_registered_before_first_use_comes_after_the_built_ins(monkeypatch):
+    """A user's script may register before anything reads the table: the default kind stays the built-in."""
+    monkeypatch.setattr(registry, "_table", {slot: {} for slot in registry.SLOTS.values()})
+    monkeypatch.setattr(registry, "_loaded", False)
+    registry.register_encoder(ConvConfig, build_conv)
+    registry.register_metric("test_metric", higher_is_better=False)
+    assert registry.names("encoder")[0] == "transformer" and registry.names("encoder")[-1] == "test_conv"
+    assert registry.higher_is_better("test_metric") is False

@@ -136,6 +136,6 @@ def load(path, device="cpu", dtype: str = "auto") -> Predictor:
     model.to(choice.dtype)
     if torch.device(device).type == "cpu":
         pack_linears(model)  # prepacked oneDNN weights: faster small-batch products (nn/packed.py)
-    predictor = Predictor(model, toks, cfg, card, device)
+    predictor = Predictor(model, toks, cfg, card, device=device)
     predictor.precision = choice
     return predictor

@@ -21,7 +21,7 @@ COMPONENTS = [
     "decoders.transformer:TRANSFORMER",
     "decoders.rnn:RNN",
     "decoders.frames:FRAMES",
-    # tasks (the first is the default)
+    # tasks (a config naming none is translation: config.DEFAULT_TASK)
     "tasks.translation:TASK",
     "tasks.text_generation:TASK",
     "tasks.captioning:TASK",

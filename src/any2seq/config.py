@@ -14,8 +14,9 @@ from typing import Any, Literal
 
 import yaml
 
-from . import registry
+from . import registry, task_metrics
 from .config_checks import Invalid, require
+from .config_checks import MAX_HEADS, MAX_LAYERS, MAX_WIDTH  # noqa: F401 (exported from here before)
 from .decoders.transformer import TransformerDecoderConfig
 from .encoders.text import TransformerEncoderConfig
 from .errors import UserError, clip, preview
@@ -221,9 +222,12 @@ class DecodeConfig:
 
 
 
+DEFAULT_TASK = "translation"  # a config without `task:` (every config before there were other tasks)
+
+
 @dataclass(frozen=True)
 class Config:
-    task: str = "translation"  # a registered task (components.py)
+    task: str = DEFAULT_TASK  # a registered task (components.py)
     data: Any = field(default_factory=DataConfig)  # its class follows the task: its TaskPart's data_config
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -333,7 +337,7 @@ def migrate(raw: dict, saved: bool = False) -> list[str]:
                          "(or drop it: auto measures which is faster on this machine)")
         else:
             train["precision"] = bf16  # let validation name the bad value
-    task = raw.get("task", "translation")
+    task = raw.get("task", DEFAULT_TASK)
     if saved and task in registry.names("task") and train.get("metric") not in (None, "",
                                                                              *registry.task(task).metrics):
         train["metric"] = ""
@@ -354,7 +358,7 @@ def _build(cls, raw: Any, prefix: str):
     fields = {f.name: f for f in dataclasses.fields(cls)}
     hints = typing.get_type_hints(cls)
     if cls is Config:  # the data section's class follows the task
-        task = raw.get("task", "translation")
+        task = raw.get("task", DEFAULT_TASK)
         try:
             hints["data"] = registry.task(task).data_config
         except registry.UnknownName as e:
@@ -447,3 +451,41 @@ def config_to_dict(cfg) -> dict:
 
 def dump_config(cfg) -> str:
     return yaml.safe_dump(config_to_dict(cfg), sort_keys=False, allow_unicode=True)
+
+
+# --- names earlier versions exported from here ---------------------------------------------------
+#
+# Component configs lived in this module before each moved beside its component (encoders/, decoders/),
+# and the task and metric tables before the registry replaced them. `from any2seq.config import
+# RNNEncoderConfig` keeps working: each name is resolved on first use from the registry (not imported
+# at the top, which would import every component, and with them this module, in a cycle).
+
+_MOVED_CLASSES = frozenset({"TransformerConfig", "RNNEncoderConfig", "RNNDecoderConfig", "ImageEncoderConfig",
+                            "VideoEncoderConfig", "AudioEncoderConfig", "FramesDecoderConfig"})
+_DERIVED = {
+    "EncoderConfig": lambda: typing.Union[_configs("encoder")],
+    "DecoderConfig": lambda: typing.Union[_configs("decoder")],
+    "TaskName": lambda: Literal[tuple(registry.names("task"))],
+    "DATA_CONFIGS": lambda: {name: part.data_config for name, part in registry.parts("task").items()},
+    "AnyDataConfig": lambda: typing.Union[_data_configs()],
+    "TASK_METRICS": lambda: task_metrics.TASK_METRICS,
+}
+
+
+def _data_configs() -> tuple[type, ...]:
+    return tuple(dict.fromkeys(part.data_config for part in registry.parts("task").values()))
+
+
+def _configs(slot: str) -> tuple[type, ...]:
+    """The registered config classes of a slot, each once (one class may answer to several kinds)."""
+    return tuple(dict.fromkeys(part.config for part in registry.parts(slot).values()))
+
+
+def __getattr__(name: str):
+    if name in _DERIVED:
+        return _DERIVED[name]()
+    if name in _MOVED_CLASSES:  # a registered config class, or a base of one (TransformerConfig)
+        for cls in (c for slot in ("encoder", "decoder") for config in _configs(slot) for c in config.__mro__):
+            if cls.__name__ == name:
+                return cls
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -154,9 +154,8 @@ def decode_items(model, sources: Items, opts: SearchOptions, batch_tokens: int =
     ``batch_size`` > 0 caps the sources in a batch. ``workers`` > 1 decodes that many batches at
     once, in threads that share the model and split this process's intra-op threads (torch's
     ``get_num_threads()``) among them: on a CPU, small decoding steps use one core each better than
-    two cores together (a file in batches of 32: bf16 beam 5 ran 1.23-1.25x as fast with two
-    workers of one thread as with one of two on the 2-core benchmark VM, benchmarks/README.md; less
-    with bigger batches, which keep two cores busier). The outputs are the same for any number of
+    two cores together (less so with bigger batches, which keep two cores busier; measured in
+    benchmarks/README.md, "Two batches at a time"). The outputs are the same for any number of
     workers. Token sources longer than ``max_src_len`` are cut to it (``cap_sources``). A source
     the model scores NaN (no hypothesis left, or a NaN score) raises ``NoOutput``.
     """

@@ -44,7 +44,8 @@ class Seq2Seq(EncoderDecoder):
         proj = self.decoder.output_embedding()
         if proj is not None and proj.bias is None:  # fused: no (B, T, V) logits
             hidden, _ = self.decoder.features(shift_right(batch.tgt, self.bos), state)  # (B, T, D)
-            loss = linear_cross_entropy(hidden.flatten(0, 1), proj.weight, batch.tgt.flatten(), self.pad, smoothing)
+            loss = linear_cross_entropy(hidden.flatten(0, 1), proj.weight, batch.tgt.flatten(), ignore_index=self.pad,
+                                        label_smoothing=smoothing)
         else:  # an output layer with a bias, or none declared: the decoder's logits (B, T, V)
             logits, _ = self.decoder(shift_right(batch.tgt, self.bos), state)
             loss = F.cross_entropy(logits.flatten(0, 1).float(), batch.tgt.flatten(), ignore_index=self.pad,
@@ -143,12 +144,12 @@ def build_model(cfg: ModelConfig, src_vocab: int = 0, tgt_vocab: int = 0, label_
     part = registry.decoder(cfg.decoder.kind)
     if part.frames:
         if frame_shape is None:
-            raise UserError(f"model.decoder.kind: {cfg.decoder.kind} needs a task with frame targets "
-                            "(video_prediction, text_to_video)")
+            raise UserError(f"model.decoder.kind: {cfg.decoder.kind} makes frames, and this task's targets are "
+                            "tokens: use a token decoder, or a task with frame targets")
         if cfg.decoder.start == "last_input" and cfg.encoder.kind != "video":
             raise UserError(f"model.decoder.start: last_input needs a video encoder, not {cfg.encoder.kind}")
-        return FrameSeq2Seq(encoder, part.build(cfg.decoder, dims), cfg.decoder.loss, cfg.decoder.start,
-                            cfg.decoder.train_feed)
+        return FrameSeq2Seq(encoder, part.build(cfg.decoder, dims), loss=cfg.decoder.loss, start=cfg.decoder.start,
+                            train_feed=cfg.decoder.train_feed)
     decoder = part.build(cfg.decoder, dims)
     if cfg.tie_output:
         tie_output(decoder)
@@ -159,7 +160,8 @@ def build_model(cfg: ModelConfig, src_vocab: int = 0, tgt_vocab: int = 0, label_
     never_output = cfg.decoder.never_output if token_decoder else ()
     if any(not 0 <= i < tgt_vocab for i in never_output):
         raise UserError(f"model.decoder.never_output: ids must be in 0..{tgt_vocab - 1}, got {list(never_output)}")
-    return Seq2Seq(encoder, decoder, label_smoothing, cfg.ctc_weight, tgt_vocab, start, never_output)
+    return Seq2Seq(encoder, decoder, label_smoothing=label_smoothing, ctc_weight=cfg.ctc_weight, vocab=tgt_vocab,
+                   start=start, never_output=never_output)
 
 
 def _declared(component: nn.Module, piece: str, key: str):

@@ -1,8 +1,9 @@
 """``precision: auto``: fp32 or bf16, chosen by timing the model's own matrix products on this machine.
 
-Why measure: on one 2-core CPU with AVX512-BF16 bf16 trained the demo model 2x faster than fp32; on
-another with AVX512-BF16 but no AMX it was 1.6x slower. No flag or instruction-set test predicts
-that, so a setting that is right on one machine halves the speed on the next. The probe times the
+Why measure: bf16 trained the demo model much faster than fp32 on one CPU with AVX512-BF16 and
+much slower on another with AVX512-BF16 but no AMX (the figures: benchmarks/README.md, "Figures
+behind the code"). No flag or instruction-set test predicts that, so a setting that is right on one
+machine halves the speed on the next. The probe times the
 products the model will run (its linear layers' shapes, with the rows a training batch or a decoding
 step gives them) in both precisions and keeps the faster. It takes well under a second, and the
 verdict is cached per CPU model, torch version, thread count and shape class in the user's cache

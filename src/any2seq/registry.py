@@ -3,8 +3,9 @@
 Each component declares itself in its own module (its config dataclass, its builder, its facts);
 ``components.py`` lists the built-in ones, one line each, and everything that needs the names (config
 parsing, the CLI, metric directions, plots, tests, docs) asks this module. A component from outside the
-package registers the same way: ``register_encoder(MyConfig, build)`` before loading a config, or an
-entry point in the ``any2seq.components`` group naming its declaration (an ``EncoderPart`` etc.).
+package registers the same way: ``register_encoder(MyConfig, build)`` (or ``register_decoder``,
+``register_task``, ``register_metric``) before loading a config, or an entry point in the
+``any2seq.components`` group naming its declaration (an ``EncoderPart`` etc., or a list of them).
 """
 from __future__ import annotations
 
@@ -118,21 +119,38 @@ def register_decoder(config: type, build: Callable[[Any, Sizes], Any], frames: b
     return register(DecoderPart(config, build, frames))
 
 
+def register_task(name: str, data_config: type, metrics: tuple[str, ...], make: Callable[[], Any]) -> TaskPart:
+    """A user's own task: ``task: <name>`` then selects it, and its ``data:`` section is read as ``data_config``."""
+    return register(TaskPart(name, data_config, tuple(metrics), make))
+
+
+def register_metric(name: str, higher_is_better: bool) -> MetricPart:
+    """A metric a task reports: its name and which way is better (for picking the best checkpoint)."""
+    return register(MetricPart(name, higher_is_better))
+
+
 def _load() -> None:
-    """The built-in table, then installed plugins' entry points; once, on first use (lazily, because
-    tasks import the config loader that asks this module)."""
+    """The built-in table, then installed plugins' entry points, then what was registered by a call
+    before this first use; once (lazily, because tasks import the config loader that asks this module).
+    Built-ins come first whenever a user's part was registered, so a slot's default (its first entry)
+    stays the built-in one."""
     global _loaded
     if _loaded:
         return
     _loaded = True
     from .components import COMPONENTS
 
+    early = [part for table in _table.values() for part in table.values()]
+    for table in _table.values():
+        table.clear()
     for spec in COMPONENTS:
         register(resolve(spec))
     for point in entry_points(group=ENTRY_POINT_GROUP):
         loaded = point.load()
         for part in loaded if isinstance(loaded, (list, tuple)) else [loaded]:
             register(part)
+    for part in early:
+        register(part)
 
 
 def resolve(spec: str) -> Part:

@@ -27,8 +27,9 @@ class TransformerDecoder(Decoder):
                  memory_dim: int, positions: str = "sinusoidal", max_positions: int = 1024, norm: str = "pre",
                  activation: str = "relu", output_bias: bool = False):
         super().__init__()
-        self.embed = PositionalEmbedding(vocab, d_model, dropout, positions, max_positions)
-        self.layers = nn.ModuleList(DecoderLayer(d_model, heads, ff, dropout, memory_dim, norm, activation)
+        self.embed = PositionalEmbedding(vocab, d_model, dropout, positions=positions, max_positions=max_positions)
+        self.layers = nn.ModuleList(DecoderLayer(d_model, heads, ff, dropout, memory_dim=memory_dim, norm=norm,
+                                                 activation=activation)
                                     for _ in range(layers))
         self.norm = nn.LayerNorm(d_model) if norm == "pre" else nn.Identity()  # post-LN layers end normalised
         self.proj = nn.Linear(d_model, vocab, bias=output_bias)
@@ -46,7 +47,7 @@ class TransformerDecoder(Decoder):
                  for layer in self.layers]
         head_dim = self.proj.in_features // H
         return {"source": PerSource(memory_mask=memory.mask, cross=cross),
-                "self": [KVCache.empty(B, H, head_dim, memory.states, dtype) for _ in self.layers]}
+                "self": [KVCache.empty(B, H, head_dim, memory.states, dtype=dtype) for _ in self.layers]}
 
     def forward(self, X: Tensor, state):
         """X (B, T) token ids continuing the tokens in ``state`` -> logits (B, T, V), new state."""

@@ -132,7 +132,7 @@ class AudioEncoder(Encoder):
             self.convs.append(nn.Conv2d(channels, CONV_CHANNELS, 3, stride=2, padding=1))
             channels, height = CONV_CHANNELS, (height + 1) // 2
         self.proj = nn.Linear(channels * height, d_model)
-        self.stack = STACKS[stack](d_model, layers, heads, ff, dropout)
+        self.stack = STACKS[stack](d_model, layers, heads=heads, ff=ff, dropout=dropout)
         self.out_dim = d_model
 
     def output_lengths(self, samples: Tensor) -> Tensor:

@@ -130,8 +130,8 @@ def _inputs(cfg: HFEncoderConfig, config, pre: dict, vocab: int) -> nn.Module:
     if family == "audio":
         rate = pre.get("sampling_rate", 16000)
         attention_mask = pre.get("return_attention_mask", config.feat_extract_norm == "layer")
-        return WaveformInput(cfg.sample_rate, rate, pre.get("do_normalize", True), attention_mask,
-                             config.conv_kernel, config.conv_stride)
+        return WaveformInput(cfg.sample_rate, rate, normalize=pre.get("do_normalize", True),
+                             attention_mask=attention_mask, kernels=config.conv_kernel, strides=config.conv_stride)
     if family == "whisper":
         return _whisper_input(cfg, config, pre)
     if vocab > config.vocab_size:
@@ -147,7 +147,7 @@ def _whisper_input(cfg: HFEncoderConfig, config, pre: dict) -> WhisperInput:
     frames = 2 * config.max_source_positions  # what the encoder accepts: 3000 for Whisper
     bank = WhisperFeatureExtractor(feature_size=config.num_mel_bins, sampling_rate=rate, hop_length=hop,
                                    n_fft=n_fft, chunk_length=max(1, frames * hop // rate)).mel_filters
-    return WhisperInput(cfg.sample_rate, rate, n_fft, hop, frames, bank)
+    return WhisperInput(cfg.sample_rate, rate, n_fft=n_fft, hop=hop, frames=frames, mel=bank)
 
 
 def freeze(model: nn.Module, how: str) -> None:

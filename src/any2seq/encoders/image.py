@@ -37,9 +37,9 @@ class StridedPointwise(nn.Conv2d):
 class ResidualBlock(nn.Module):
     def __init__(self, c_in: int, c_out: int, stride: int):
         super().__init__()
-        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False)
         self.norm1 = _norm(c_out)
-        self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, padding=1, bias=False)
         self.norm2 = _norm(c_out)
         self.skip = (nn.Identity() if stride == 1 and c_in == c_out
                      else nn.Sequential(StridedPointwise(c_in, c_out, stride), _norm(c_out)))
@@ -54,7 +54,7 @@ class ConvFrontEnd(nn.Module):
 
     def __init__(self, channels: int, width: int, stages: int, blocks: int, d_model: int):
         super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(channels, width, 3, 1, 1, bias=False), _norm(width), nn.ReLU())
+        self.stem = nn.Sequential(nn.Conv2d(channels, width, 3, padding=1, bias=False), _norm(width), nn.ReLU())
         layers, c_in = [], width
         for stage in range(stages):
             c_out = width * 2 ** stage
@@ -90,7 +90,7 @@ class ImageEncoder(Encoder):
     def __init__(self, channels: int, width: int, stages: int, blocks: int, d_model: int, layers: int,
                  heads: int, ff: int, dropout: float):
         super().__init__()
-        self.front = ConvFrontEnd(channels, width, stages, blocks, d_model)
+        self.front = ConvFrontEnd(channels, width, stages, blocks, d_model=d_model)
         self.layers = nn.ModuleList(EncoderLayer(d_model, heads, ff, dropout) for _ in range(layers))
         self.norm = nn.LayerNorm(d_model)
         self.out_dim = d_model

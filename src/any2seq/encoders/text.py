@@ -22,8 +22,9 @@ class TransformerEncoder(Encoder):
                  positions: str = "sinusoidal", max_positions: int = 1024, norm: str = "pre",
                  activation: str = "relu", eos: bool = False):
         super().__init__()
-        self.embed = PositionalEmbedding(vocab, d_model, dropout, positions, max_positions)
-        self.layers = nn.ModuleList(EncoderLayer(d_model, heads, ff, dropout, norm, activation) for _ in range(layers))
+        self.embed = PositionalEmbedding(vocab, d_model, dropout, positions=positions, max_positions=max_positions)
+        self.layers = nn.ModuleList(EncoderLayer(d_model, heads, ff, dropout, norm=norm, activation=activation)
+                                    for _ in range(layers))
         self.norm = nn.LayerNorm(d_model) if norm == "pre" else nn.Identity()  # post-LN layers end normalised
         self.out_dim = d_model
         self.eos = eos

@@ -22,7 +22,7 @@ class VideoEncoder(Encoder):
     def __init__(self, channels: int, width: int, stages: int, blocks: int, d_model: int, layers: int,
                  heads: int, ff: int, dropout: float):
         super().__init__()
-        self.front = ConvFrontEnd(channels, width, stages, blocks, d_model)
+        self.front = ConvFrontEnd(channels, width, stages, blocks, d_model=d_model)
         self.layers = nn.ModuleList(EncoderLayer(d_model, heads, ff, dropout) for _ in range(layers))
         self.norm = nn.LayerNorm(d_model)
         self.out_dim = d_model

@@ -59,7 +59,7 @@ class Finished:
 
 
 def topk(x: Tensor, k: int, block: int = 64) -> tuple[Tensor, Tensor]:
-    """``x.topk(k, dim=1)`` for a wide (A, N) ``x``, ~4x faster on CPU: the k blocks of ``block``
+    """``x.topk(k, dim=1)`` for a wide (A, N) ``x``, faster on CPU (benchmarks/README.md): the k blocks of ``block``
     columns with the largest maxima hold the k largest values (each of those blocks has a value at
     least as large as anything outside them), so one top-k over k * block values finds them.
     Values equal ``torch.topk``'s; among tied values the indices may differ."""
@@ -138,7 +138,7 @@ def beam_search(step: Step, state: State, batch_size: int, bos: int, eos: int, m
     device = state_device(state)
     limits = max_len_tensor(max_len, batch_size, device)
     width = int(limits.max()) if batch_size else 0
-    finished = Finished(batch_size, beam, width, length_penalty, device)
+    finished = Finished(batch_size, beam, width, length_penalty=length_penalty, device=device)
     empty = (limits == 0).nonzero().squeeze(1)  # nothing to decode: the empty hypothesis, score 0
     finished.add(empty, torch.zeros(empty.numel(), 1, device=device),
                  torch.zeros(empty.numel(), 1, 0, dtype=torch.long, device=device), 0)

@@ -95,7 +95,7 @@ class Batcher:
         key = tuple(sorted(options.items()))
         if options.get("sample"):  # a sample depends on what shares its batch: alone, a seed repeats it
             key += (("request", id(future)),)
-        await self._queue.put(Job(list(inputs), list(labels), list(costs), key, future))
+        await self._queue.put(Job(list(inputs), list(labels), list(costs), key=key, future=future))
         return await future
 
     async def call(self, fn: Callable, *args) -> Any:
