@@ -30,12 +30,17 @@ def untrained(tmp_path_factory):
     task = get_task("translation")
     toks = task.prepare(cfg, tmp_path_factory.mktemp("run"), reuse=False)
     torch.manual_seed(0)
-    return task, cfg, toks, task.build_model(cfg, toks)
+    return task, cfg, toks, task.build_model(cfg, toks).eval()
+
+
+def validate(task, cfg, toks, model, decode: bool) -> dict:
+    with torch.no_grad():  # as the training loop calls it
+        return task.make_validate(model, toks, cfg, "cpu", decode)()
 
 
 def test_validation_scores_what_evaluate_scores_on_the_valid_split(untrained):
     task, cfg, toks, model = untrained
-    metrics = task.make_validate(model, toks, cfg, "cpu", decode=True)()
+    metrics = validate(task, cfg, toks, model, decode=True)
     greedy = SearchOptions(beam=1, max_len_a=cfg.decode.max_len_a, max_len_b=cfg.decode.max_len_b)
     scores, hyps = task.evaluate(model, toks, cfg, "valid", greedy)
     assert list(metrics) == ["loss", "bleu", "chrf", "signature"]
@@ -49,5 +54,5 @@ def test_the_validation_loss_is_the_loss_of_the_pairs_with_a_source(untrained):
     tgt = token_items(toks.tgt, [p[1] for p in PAIRS])
     with torch.no_grad():
         loss, n = model.loss(collate_items(src, tgt, [0, 1, 3, 4]))
-    metrics = task.make_validate(model, toks, cfg, "cpu", decode=False)()
+    metrics = validate(task, cfg, toks, model, decode=False)
     assert metrics == {"loss": pytest.approx(float(loss) / n, rel=1e-6)}

@@ -200,7 +200,7 @@ class AudioEncoderConfig(EncoderConfig):
     dropout: float = 0.1
 
     def memory_length(self, size: int) -> int:
-        return 1 + size // (self.hop * self.subsample)  # about frames_after: STFT frames, then subsampling
+        return 1 + size // (self.hop * self.subsample)  # frames_after's: ceil(f / 2) per conv is ceil(f / subsample)
 
     def check(self):
         require(self.subsample in (1, 2, 4, 8), "subsample", f"must be 1, 2, 4 or 8, got {self.subsample}")
