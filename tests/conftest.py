@@ -15,7 +15,7 @@ import pytest
 import torch
 from hypothesis import settings
 
-from any2seq.tasks import translation as translation_task
+from any2seq.tasks import base as task_base
 from any2seq.cli import main
 
 # Tests check behaviour, not time: hypothesis' default 200 ms deadline per example is a time limit that fails
@@ -97,9 +97,9 @@ def train_in_process(args: list[str]) -> torch.nn.Module:
         built.append(runner_build(*a, **k))
         return built[-1]
 
-    runner_build = translation_task.build_model
+    runner_build = task_base.build_model  # what every text task builds its model with
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(translation_task, "build_model", spy)
+        mp.setattr(task_base, "build_model", spy)
         assert main(args) == 0
     assert len(built) == 1
     return built[0]

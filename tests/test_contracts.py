@@ -95,3 +95,25 @@ def test_tying_needs_both_embeddings():
         tie_output(LogitsOnlyDecoder())
     assert str(e.value) == ("model.tie_output: LogitsOnlyDecoder declares no input_embedding(); "
                             "set tie_output: false")
+
+
+def test_a_task_asks_the_encoders_config_and_one_without_the_answer_is_named_in_one_line():
+    from any2seq.tasks import get_task
+
+    cfg = config_from_dict({"task": "captioning", "model": {"encoder": {"kind": "transformer", **SMALL}}})
+    with pytest.raises(MissingContract) as e:
+        get_task("captioning").read_inputs(cfg, ["photo.png"])
+    assert str(e.value) == ("TransformerEncoderConfig does not declare input_channels(), "
+                            "the colour channels of the images it reads")
+
+
+@pytest.mark.parametrize("subsample", [1, 2, 4, 8])
+def test_the_audio_encoders_declared_memory_length_is_the_length_of_the_memory_it_makes(subsample):
+    from any2seq.encoders.audio import AudioEncoderConfig, build
+    from any2seq.registry import Sizes
+
+    cfg = AudioEncoderConfig(n_mels=16, subsample=subsample, d_model=16, layers=1, heads=2, ff=32)
+    samples = torch.arange(0, 4000, 37)
+    made = build(cfg, Sizes()).output_lengths(samples)  # the mask's row sums of the memory
+    declared = torch.tensor([cfg.memory_length(int(n)) for n in samples])
+    assert torch.equal(declared, made)

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .data.batching import Items, pad_items
+from .data.batching import pad_items
 from .errors import UserError
 from .tasks import get_task
 
@@ -16,12 +16,7 @@ def _source(predictor, source):
     """One user input -> (src (1, ...), src_lengths (1,) or None, the model input after reading)."""
     cfg, toks, task = predictor.cfg, predictor.toks, get_task(predictor.task)
     inputs = task.read_inputs(cfg, [source])
-    source_items = getattr(task, "source_items", None)
-    if source_items is not None:
-        items = source_items(cfg, toks, inputs)
-    else:  # translation encodes its text itself
-        ids = toks.src.encode(inputs)
-        items = Items(ids, [len(i) for i in ids], "tokens")
+    items = task.source_items(cfg, toks, inputs)
     if items.lengths[0] == 0:
         raise UserError("input 1: the input is empty; there is nothing to attend to")
     src, src_lengths = pad_items(items, [0], eos=False)

@@ -48,7 +48,8 @@ class Encoder(nn.Module):
     """The base encoder interface of the encoder-decoder architecture.
 
     Declares ``out_dim``, the width D of the memory it returns (decoders are built for it), and,
-    if it reads tokens, ``input_embedding()`` (for ``share_embeddings``).
+    if it reads tokens, ``input_embedding()`` (for ``share_embeddings``). What a task asks before
+    the encoder is built, its config answers (``EncoderConfig``).
     """
 
     out_dim: Optional[int] = None  # set by every encoder, in __init__
@@ -62,6 +63,23 @@ class Encoder(nn.Module):
     def input_embedding(self) -> Optional[nn.Embedding]:
         """The source token table; None for an encoder that reads no tokens (images, audio)."""
         return None
+
+
+class EncoderConfig:
+    """What a task asks of an encoder before one is built: a task reads and batches its inputs (for
+    the tokenizers, the training batches) before the model exists, so the encoder's config answers.
+    An encoder's frozen config dataclass subclasses this and answers what its inputs need; asking
+    one that does not answer is a one-line error naming its class.
+    """
+
+    def input_channels(self) -> int:
+        """The colour channels of the images it reads: 1 grey, 3 RGB."""
+        raise MissingContract(self, "input_channels(), the colour channels of the images it reads")
+
+    def memory_length(self, size: int) -> int:
+        """About how many memory positions a source of ``size`` (audio: samples) becomes: what a
+        batch of such sources is sized by."""
+        raise MissingContract(self, "memory_length(size), the memory positions a source of that size becomes")
 
 
 class Decoder(nn.Module):

@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 from any2seq.config import config_from_dict
 from any2seq.decoding import SearchOptions
-from any2seq.tasks import text_generation as tg
+from any2seq.tasks import base, text_generation as tg
 
 
 def test_concepts_are_the_sorted_content_words():
@@ -32,15 +32,15 @@ def test_beam_outputs_are_reranked_by_concepts_covered_then_score(monkeypatch):
         asked["n_best"] = opts.n_best
         return [beam]
 
-    monkeypatch.setattr(tg, "decode_items", decode_items)
+    monkeypatch.setattr(base, "decode_items", decode_items)
     monkeypatch.setattr(tg.TextGeneration, "source_items", lambda self, cfg, toks, sources: None)
     task, toks = tg.TextGeneration(), SimpleNamespace(tgt=FakeTokenizer())
     cfg = config_from_dict({"task": "text_generation"})
     opts = SearchOptions(beam=3)
-    best = task.ranked(None, toks, cfg, ["bike road"], opts, "cpu")
+    best = task.outputs(None, toks, cfg, ["bike road"], opts, "cpu")
     assert asked["n_best"] == 3  # the whole beam is decoded to choose from
     assert [o["text"] for o in best[0]] == ["bike road"]  # covers both concepts, though scored lowest
-    two = task.ranked(None, toks, cfg, ["bike"], dataclasses.replace(opts, n_best=2), "cpu")
+    two = task.outputs(None, toks, cfg, ["bike"], dataclasses.replace(opts, n_best=2), "cpu")
     assert [o["text"] for o in two[0]] == ["man bike", "bike road"]  # ties keep the search's order
     off = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, rerank=False))
-    assert [o["text"] for o in task.ranked(None, toks, off, ["bike road"], opts, "cpu")[0]] == ["man sits"]
+    assert [o["text"] for o in task.outputs(None, toks, off, ["bike road"], opts, "cpu")[0]] == ["man sits"]

@@ -12,7 +12,7 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from ..config_checks import attention_sizes, require, sizes
-from ..interfaces import Encoder, Memory, lengths_to_mask
+from ..interfaces import Encoder, EncoderConfig, Memory, lengths_to_mask
 from ..nn.dropout import Dropout
 from ..nn.embedding import sinusoids
 from ..nn.transformer import EncoderLayer
@@ -180,7 +180,7 @@ class AudioEncoder(Encoder):
 
 
 @dataclass(frozen=True)
-class AudioEncoderConfig:
+class AudioEncoderConfig(EncoderConfig):
     """Log-mel features, SpecAugment, convolutional subsampling, then a Transformer or GRU stack."""
     kind: Literal["audio"] = "audio"
     sample_rate: int = 8000
@@ -198,6 +198,9 @@ class AudioEncoderConfig:
     heads: int = 4
     ff: int = 1024
     dropout: float = 0.1
+
+    def memory_length(self, size: int) -> int:
+        return 1 + size // (self.hop * self.subsample)  # frames_after's: ceil(f / 2) per conv is ceil(f / subsample)
 
     def check(self):
         require(self.subsample in (1, 2, 4, 8), "subsample", f"must be 1, 2, 4 or 8, got {self.subsample}")

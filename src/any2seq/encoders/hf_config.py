@@ -8,14 +8,18 @@ from dataclasses import dataclass
 from typing import Literal
 
 from ..config_checks import require as _require
+from ..interfaces import EncoderConfig
 
 # model_type in the folder's config.json -> what its input is; anything else is refused, naming these
 FAMILIES = {"vit": "image", "clip_vision_model": "image", "clip": "image", "wav2vec2": "audio",
             "whisper": "whisper", "bert": "text"}
+# a waveform's batching size (wav2vec2, Whisper): 40 ms of 8 kHz audio per position, like the audio encoder's
+# hop 80 x subsample 4; it sizes batches, nothing more
+SAMPLES_PER_POSITION = 320
 
 
 @dataclass(frozen=True)
-class HFEncoderConfig:
+class HFEncoderConfig(EncoderConfig):
     """A local HF encoder (ViT, CLIP vision, wav2vec2, Whisper's encoder, BERT) in front of any decoder.
 
     ``any2seq train`` fills ``hf_config``, ``hf_preprocessor`` and ``sample_rate`` from the folder and
@@ -29,6 +33,12 @@ class HFEncoderConfig:
     sample_rate: int = 0  # the rate of the waveforms the task gives (speech: data.sample_rate); 0 = unset
     hf_config: str = ""  # the folder's config.json (JSON text), filled in by train
     hf_preprocessor: str = ""  # its preprocessor_config.json (JSON text, "{}" if none), filled in by train
+
+    def input_channels(self) -> int:
+        return self.channels
+
+    def memory_length(self, size: int) -> int:
+        return 1 + size // SAMPLES_PER_POSITION
 
     def check(self):
         _require(bool(self.path or self.hf_config), "path", "an hf encoder needs the folder of a saved HF model")

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..config_checks import MAX_LAYERS, MAX_WIDTH, attention_sizes, require, sizes
-from ..interfaces import Encoder, Memory
+from ..interfaces import Encoder, EncoderConfig, Memory
 from ..nn.embedding import sinusoids
 from ..nn.transformer import EncoderLayer
 from ..registry import EncoderPart, Sizes
@@ -109,7 +109,7 @@ class ImageEncoder(Encoder):
 
 
 @dataclass(frozen=True)
-class ImageEncoderConfig:
+class ImageEncoderConfig(EncoderConfig):
     """A residual CNN whose feature grid is the memory (B, H'*W', D), optionally with Transformer layers on top."""
     kind: Literal["image"] = "image"
     channels: int = 1  # input channels: 1 grey, 3 RGB
@@ -121,6 +121,9 @@ class ImageEncoderConfig:
     heads: int = 4
     ff: int = 1024
     dropout: float = 0.1
+
+    def input_channels(self) -> int:
+        return self.channels
 
     def check(self):
         require(self.channels in (1, 3), "channels", f"must be 1 (grey) or 3 (RGB), got {self.channels}")

@@ -9,7 +9,7 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from ..config_checks import MAX_LAYERS, dropout, sizes
-from ..interfaces import EOS_ID, Encoder, Memory, lengths_to_mask
+from ..interfaces import EOS_ID, Encoder, EncoderConfig, Memory, lengths_to_mask
 from ..nn.embedding import PositionalEmbedding
 from ..nn.transformer import EncoderLayer, TransformerConfig
 from ..registry import EncoderPart, Sizes
@@ -71,12 +71,12 @@ class RNNEncoder(Encoder):
 
 
 @dataclass(frozen=True)
-class TransformerEncoderConfig(TransformerConfig):
+class TransformerEncoderConfig(TransformerConfig, EncoderConfig):
     eos: bool = False  # append </s> to every source before encoding it (Marian and other HF models)
 
 
 @dataclass(frozen=True)
-class RNNEncoderConfig:
+class RNNEncoderConfig(EncoderConfig):
     kind: Literal["rnn", "gru", "lstm"] = "gru"
     embed: int = 256
     hidden: int = 256

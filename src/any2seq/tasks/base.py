@@ -51,7 +51,12 @@ def train_text_tokenizer(cfg: Config, texts: Sequence[str], path: Path) -> Token
 
 
 class Task:
-    """The interface: one instance per task in ``tasks.TASKS``."""
+    """The interface: one instance per task in ``tasks.TASKS``.
+
+    A task's data is a split of (sources, targets) (``examples``); ``source_items`` and
+    ``target_items`` make them ``Items``, and ``assess`` decodes a split and scores it. On these,
+    the validation loop (``make_validate``) and ``evaluate`` are the same for every task.
+    """
 
     name = ""
     input_kind = "text"  # text | image | audio | video
@@ -73,13 +78,49 @@ class Task:
     def training_batches(self, cfg: Config, toks: Tokenizers, position=(0, 0)) -> BatchStream:
         raise NotImplementedError
 
-    def make_validate(self, model, toks: Tokenizers, cfg: Config, device, decode: bool) -> Callable[[], dict]:
+    def examples(self, cfg: Config, split: str) -> tuple[list, Sequence]:
+        """(sources, targets) of a split: "train", "valid" or "test" (or a task's own, where supported)."""
         raise NotImplementedError
+
+    def source_items(self, cfg: Config, toks: Tokenizers, sources: list) -> Items:
+        raise NotImplementedError
+
+    def target_items(self, cfg: Config, toks: Tokenizers, targets: Sequence) -> Items:
+        raise NotImplementedError
+
+    def assess(self, model, toks: Tokenizers, cfg: Config, split: str, sources: list, src: Items, targets,
+               opts: SearchOptions, device="cpu", progress: bool = False) -> tuple[dict, list]:
+        """Decode a split's sources (``src``: their items) and score the outputs: (metrics, outputs)."""
+        raise NotImplementedError
+
+    def make_validate(self, model, toks: Tokenizers, cfg: Config, device, decode: bool) -> Callable[[], dict]:
+        """A validation callable for the training loop: the loss per target token (or frame) on the
+        valid split and, with ``decode``, the task's metrics of greedy outputs."""
+        sources, targets = self.examples(cfg, "valid")
+        src, tgt = self.source_items(cfg, toks, sources), self.target_items(cfg, toks, targets)
+        keep = np.flatnonzero(src.lengths > 0)  # an empty source has nothing to attend to: no loss
+        batches = [keep[b] for b in make_batches(src.lengths[keep], tgt.lengths[keep], cfg.train.batch_tokens,
+                                                 seed=0, epoch=0, shuffle=False)]
+        greedy = SearchOptions(beam=1, max_len_a=cfg.decode.max_len_a, max_len_b=cfg.decode.max_len_b)
+
+        def validate() -> dict:
+            total, count = 0.0, 0
+            for indices in batches:
+                loss, n = model.loss(collate_items(src, tgt, indices).to(device))
+                total, count = total + float(loss), count + n
+            metrics = {"loss": total / max(count, 1)}
+            if decode:
+                metrics.update(self.assess(model, toks, cfg, "valid", sources, src, targets, greedy, device)[0])
+            return metrics
+
+        return validate
 
     def evaluate(self, model, toks: Tokenizers, cfg: Config, split: str, opts: SearchOptions, device="cpu",
                  progress: bool = False) -> tuple[dict, list]:
         """The task's metrics on a split, and the outputs."""
-        raise NotImplementedError
+        sources, targets = self.examples(cfg, split)
+        return self.assess(model, toks, cfg, split, sources, self.source_items(cfg, toks, sources), targets,
+                           opts, device, progress)
 
     def read_inputs(self, cfg: Config, inputs: list) -> list:
         """User inputs (strings, file paths or uploaded bytes) -> model inputs; bad ones raise UserError."""
@@ -94,6 +135,12 @@ class Task:
         return {"examples": int(len(batches.kept))}
 
 
+def token_items(tokenizer: Tokenizer, texts: Sequence[str]) -> Items:
+    """Texts as subword ids, batched by their token counts."""
+    ids = tokenizer.encode(list(texts))
+    return Items(ids, [len(i) for i in ids], "tokens")
+
+
 def text_outputs(toks, n_best) -> list[dict]:
     """A source's n-best hypotheses as ``predict`` answers them: [{"text", "score"}, ...], best first."""
     texts = toks.tgt.decode([h.tokens for h in n_best])
@@ -101,17 +148,15 @@ def text_outputs(toks, n_best) -> list[dict]:
 
 
 class TextOutputTask(Task):
-    """Tasks with a text target and in-memory examples: captioning, speech, text generation.
+    """Tasks with a text target: translation, captioning, speech, text generation.
 
-    A subclass says how to get a split (``examples``) and how its sources become ``Items``
-    (``source_items``); training, validation, decoding and scoring are shared.
+    A subclass says how to get a split (``examples``), how its sources become ``Items``
+    (``source_items``) and how outputs are scored (``score``); training batches and decoding are
+    shared, and decoding has one path, ``outputs``, for validation, evaluation and prediction.
     """
 
     def examples(self, cfg: Config, split: str) -> tuple[list, list[str]]:
         """(sources, target texts) of a split: "train", "valid" or "test" (or a file name, where supported)."""
-        raise NotImplementedError
-
-    def source_items(self, cfg: Config, toks: Tokenizers, sources: list) -> Items:
         raise NotImplementedError
 
     def score(self, hyps: list[str], refs: list[str]) -> dict:
@@ -130,45 +175,28 @@ class TextOutputTask(Task):
         src_vocab = toks.src.vocab_size if toks.src is not None else 0
         return build_model(cfg.model, src_vocab, toks.tgt.vocab_size, label_smoothing)
 
+    def target_items(self, cfg, toks, targets):
+        return token_items(toks.tgt, targets)
+
     def training_batches(self, cfg, toks, position=(0, 0)):
         sources, targets = self.examples(cfg, "train")
-        tgt = toks.tgt.encode(targets)
-        return BatchStream(self.source_items(cfg, toks, sources), Items(tgt, [len(t) for t in tgt], "tokens"),
+        return BatchStream(self.source_items(cfg, toks, sources), self.target_items(cfg, toks, targets),
                            cfg.train.batch_tokens, cfg.train.seed, tuple(position), pad_to=cfg.train.pad_to)
 
-    def make_validate(self, model, toks, cfg, device, decode):
-        sources, refs = self.examples(cfg, "valid")
-        src = self.source_items(cfg, toks, sources)
-        tgt_ids = toks.tgt.encode(refs)
-        tgt = Items(tgt_ids, [len(t) for t in tgt_ids], "tokens")
-        batches = make_batches(src.lengths, tgt.lengths, cfg.train.batch_tokens, seed=0, epoch=0, shuffle=False)
-
-        def validate() -> dict:
-            total, count = 0.0, 0
-            for indices in batches:
-                loss, n = model.loss(collate_items(src, tgt, indices).to(device))
-                total, count = total + float(loss), count + n
-            metrics = {"loss": total / max(count, 1)}
-            if decode:
-                opts = SearchOptions(beam=1, max_len_a=cfg.decode.max_len_a, max_len_b=cfg.decode.max_len_b)
-                metrics.update(self.score(self.decode(model, toks, src, opts, cfg, device), refs))
-            return metrics
-
-        return validate
-
-    def decode(self, model, toks, src: Items, opts, cfg, device, progress=False) -> list[str]:
+    def outputs(self, model, toks, cfg, sources: list, opts: SearchOptions, device="cpu", progress=False,
+                src: Optional[Items] = None) -> list[list[dict]]:
+        """Each source's n-best outputs ([{"text", "score"}, ...], best first), in input order, batched
+        as ``cfg.decode`` says; ``src``: the sources' items, where already made."""
+        src = self.source_items(cfg, toks, sources) if src is None else src
         hyps = decode_items(model, src, opts, device=device, progress=progress, **cfg.decode.batching())
-        return [toks.tgt.decode([n_best[0].tokens])[0] for n_best in hyps]
+        return [text_outputs(toks, n_best) for n_best in hyps]
 
-    def evaluate(self, model, toks, cfg, split, opts, device="cpu", progress=False):
-        sources, refs = self.examples(cfg, split)
-        hyps = self.decode(model, toks, self.source_items(cfg, toks, sources), opts, cfg, device, progress)
-        return self.score(hyps, refs), hyps
+    def assess(self, model, toks, cfg, split, sources, src, targets, opts, device="cpu", progress=False):
+        hyps = [n_best[0]["text"] for n_best in self.outputs(model, toks, cfg, sources, opts, device, progress, src)]
+        return self.score(hyps, targets), hyps
 
     def predict(self, model, toks, cfg, inputs, opts, device="cpu", progress=False):
-        src = self.source_items(cfg, toks, inputs)
-        hyps = decode_items(model, src, opts, device=device, progress=progress, **cfg.decode.batching())
-        return [{"outputs": text_outputs(toks, n_best)} for n_best in hyps]
+        return [{"outputs": n_best} for n_best in self.outputs(model, toks, cfg, inputs, opts, device, progress)]
 
 
 class FramesOutputTask(Task):
@@ -178,9 +206,6 @@ class FramesOutputTask(Task):
 
     def examples(self, cfg: Config, split: str) -> tuple[list, np.ndarray]:
         """(sources, target frames (N, T, C, H, W)) of a split."""
-        raise NotImplementedError
-
-    def source_items(self, cfg: Config, toks: Tokenizers, sources: list) -> Items:
         raise NotImplementedError
 
     def frame_shape(self, cfg: Config) -> tuple[int, int, int]:
@@ -197,9 +222,12 @@ class FramesOutputTask(Task):
         src_vocab = toks.src.vocab_size if toks.src is not None else 0
         return build_model(cfg.model, src_vocab, 0, frame_shape=self.frame_shape(cfg))
 
+    def target_items(self, cfg, toks, targets):
+        return Items(targets, [len(f) for f in targets], "sequence")
+
     def training_batches(self, cfg, toks, position=(0, 0)):
         sources, frames = self.examples(cfg, "train")
-        return BatchStream(self.source_items(cfg, toks, sources), Items(frames, [len(f) for f in frames], "sequence"),
+        return BatchStream(self.source_items(cfg, toks, sources), self.target_items(cfg, toks, frames),
                            cfg.train.batch_tokens, cfg.train.seed, tuple(position))
 
     def rollout(self, model, src: Items, cfg, device, progress=False) -> np.ndarray:
@@ -217,28 +245,9 @@ class FramesOutputTask(Task):
             out[chunk] = frames.cpu().numpy()
         return out
 
-    def make_validate(self, model, toks, cfg, device, decode):
-        sources, frames = self.examples(cfg, "valid")
-        src = self.source_items(cfg, toks, sources)
-        tgt = Items(frames, [len(f) for f in frames], "sequence")
-        batches = make_batches(src.lengths, tgt.lengths, cfg.train.batch_tokens, seed=0, epoch=0, shuffle=False)
-
-        def validate() -> dict:
-            total, count = 0.0, 0
-            for indices in batches:
-                loss, n = model.loss(collate_items(src, tgt, indices).to(device))
-                total, count = total + float(loss), count + n
-            metrics = {"loss": total / max(count, 1)}
-            if decode:
-                metrics.update(self.score(self.rollout(model, src, cfg, device), frames, sources, cfg, "valid"))
-            return metrics
-
-        return validate
-
-    def evaluate(self, model, toks, cfg, split, opts, device="cpu", progress=False):
-        sources, frames = self.examples(cfg, split)
-        pred = self.rollout(model, self.source_items(cfg, toks, sources), cfg, device, progress)
-        return self.score(pred, frames, sources, cfg, split), pred
+    def assess(self, model, toks, cfg, split, sources, src, targets, opts, device="cpu", progress=False):
+        pred = self.rollout(model, src, cfg, device, progress)
+        return self.score(pred, targets, sources, cfg, split), pred
 
     def predict(self, model, toks, cfg, inputs, opts, device="cpu", progress=False):
         pred = self.rollout(model, self.source_items(cfg, toks, inputs), cfg, device, progress)

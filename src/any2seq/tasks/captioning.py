@@ -32,9 +32,6 @@ class Captioning(TextOutputTask):
     name = "captioning"
     input_kind = "image"
 
-    def channels(self, cfg) -> int:
-        return getattr(cfg.model.encoder, "channels", 1)  # the image encoder's; grey for a custom encoder
-
     def check_data(self, cfg):
         if cfg.data.source == "coco":
             for split in ("train", "valid"):
@@ -55,10 +52,10 @@ class Captioning(TextOutputTask):
             images, captions = _scenes(split, n, d.seed, d.size, d.max_digits)
             return list(images), list(captions)
         pairs = self._coco(cfg, split)
-        loaded = {}  # an image with several captions is read once
+        loaded, channels = {}, cfg.model.encoder.input_channels()  # an image with several captions is read once
         for path, _ in pairs:
             if path not in loaded:
-                loaded[path] = read_image(path, self.channels(cfg), d.size)
+                loaded[path] = read_image(path, channels, d.size)
         return [loaded[p] for p, _ in pairs], [c for _, c in pairs]
 
     def source_items(self, cfg, toks, sources):
@@ -71,7 +68,8 @@ class Captioning(TextOutputTask):
 
     def read_inputs(self, cfg, inputs):
         """Image files, their bytes (uploads), or arrays (C, H, W) in [0, 1] of the model's size."""
-        images, shape = [], (self.channels(cfg), cfg.data.size, cfg.data.size)
+        channels = cfg.model.encoder.input_channels()
+        images, shape = [], (channels, cfg.data.size, cfg.data.size)
         for i, item in enumerate(inputs):
             if isinstance(item, np.ndarray):
                 if item.shape != shape or not np.isfinite(item).all():
@@ -79,9 +77,9 @@ class Captioning(TextOutputTask):
                                     f"got {item.shape}")
                 images.append(np.clip(item, 0, 1).astype(np.float32))
             elif isinstance(item, (bytes, bytearray)):
-                images.append(read_image(item, self.channels(cfg), cfg.data.size, name=f"upload {i + 1}"))
+                images.append(read_image(item, channels, cfg.data.size, name=f"upload {i + 1}"))
             elif isinstance(item, (str, Path)):
-                images.append(read_image(item, self.channels(cfg), cfg.data.size))
+                images.append(read_image(item, channels, cfg.data.size))
             else:
                 raise UserError(f"input {i + 1}: this captioning model reads images, got {type(item).__name__}")
         return images
@@ -90,7 +88,6 @@ class Captioning(TextOutputTask):
         d = cfg.data
         source = ("scenes of scikit-learn's digit scans" if d.source == "digits" else f"COCO-format captions in {d.root}")
         return {"data": {"source": source, "examples": int(len(batches.kept)), "size": d.size}}
-
 
 
 TASK = TaskPart("captioning", CaptionDataConfig, ("bleu", "exact", "loss"), Captioning)

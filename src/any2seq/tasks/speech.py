@@ -16,8 +16,6 @@ from ..metrics import wer_cer
 from ..registry import TaskPart
 from .base import TextOutputTask
 
-SAMPLES_PER_POSITION = 320  # a custom encoder's batching size: 40 ms per position, like hop 80 x subsample 4
-
 
 @lru_cache(maxsize=2)
 def _recordings(root: str):
@@ -58,9 +56,8 @@ class Speech(TextOutputTask):
         return list(waves), list(words)
 
     def source_items(self, cfg, toks, sources):
-        enc = cfg.model.encoder  # batches are sized in encoder positions, which is what they cost
-        per_position = enc.hop * enc.subsample if enc.kind == "audio" else SAMPLES_PER_POSITION
-        return Items(list(sources), [1 + len(s) // per_position for s in sources], "sequence")
+        length = cfg.model.encoder.memory_length  # batches are sized in memory positions, what they cost
+        return Items(list(sources), [length(len(s)) for s in sources], "sequence")
 
     def score(self, hyps, refs):
         return wer_cer(hyps, refs)

@@ -7,12 +7,11 @@ import re
 from pathlib import Path
 
 from ..config import ConceptDataConfig, Config
-from ..data import Items, plain_or_gz, read_lines
-from ..decoding import decode_items
+from ..data import plain_or_gz, read_lines
 from ..errors import UserError
 from ..metrics import bleu_chrf
 from ..registry import TaskPart
-from .base import JOINT, TextOutputTask, Tokenizers, check_split, text_outputs, train_text_tokenizer
+from .base import JOINT, TextOutputTask, Tokenizers, check_split, token_items, train_text_tokenizer
 from .translation import read_text_inputs
 
 # Function words never count as concepts (a short closed-class list; content words remain).
@@ -81,8 +80,7 @@ class TextGeneration(TextOutputTask):
         return Tokenizers.load(run_dir, joint=True)
 
     def source_items(self, cfg, toks, sources):
-        ids = toks.src.encode(list(sources))
-        return Items(ids, [len(i) for i in ids], "tokens")
+        return token_items(toks.src, sources)
 
     def read_inputs(self, cfg, inputs):
         """Concepts may be given in any order and case; they are normalised as in training."""
@@ -93,31 +91,17 @@ class TextGeneration(TextOutputTask):
         return {"bleu": scores["bleu"], "coverage": coverage([" ".join(concepts(r)) for r in refs], hyps),
                 "distinct_2": distinct_n(hyps, 2), "signature": scores["signature"]}
 
-    def ranked(self, model, toks, cfg, sources, opts, device, progress=False) -> list[list[dict]]:
-        """n-best outputs ({"text", "score"}) per source; with ``data.rerank`` and beam search, the
-        whole beam is kept and ordered by concepts covered, then by score (a stable sort)."""
+    def outputs(self, model, toks, cfg, sources, opts, device="cpu", progress=False, src=None):
+        """With ``data.rerank`` and beam search, the whole beam is kept and ordered by concepts covered,
+        then by score (a stable sort)."""
         wanted = opts.n_best
         if cfg.data.rerank and not opts.sample and opts.beam > 1:
             opts = dataclasses.replace(opts, n_best=opts.beam)
-        hyps = decode_items(model, self.source_items(cfg, toks, sources), opts, device=device, progress=progress,
-                            **cfg.decode.batching())
-        out = []
-        for source, n_best in zip(sources, hyps):
-            outputs = text_outputs(toks, n_best)
-            if cfg.data.rerank:
+        ranked = super().outputs(model, toks, cfg, sources, opts, device, progress, src)
+        if cfg.data.rerank:
+            for source, outputs in zip(sources, ranked):
                 outputs.sort(key=lambda o: -covered(source, o["text"]))
-            out.append(outputs[:wanted])
-        return out
-
-    def predict(self, model, toks, cfg, inputs, opts, device="cpu", progress=False):
-        return [{"outputs": outputs} for outputs in self.ranked(model, toks, cfg, inputs, opts, device, progress)]
-
-    def evaluate(self, model, toks, cfg, split, opts, device="cpu", progress=False):
-        sources, refs = self.examples(cfg, split)
-        hyps = [outputs[0]["text"] for outputs in self.ranked(model, toks, cfg, sources, opts, device, progress)]
-        scores = bleu_chrf(hyps, refs)
-        return {"bleu": scores["bleu"], "coverage": coverage(sources, hyps), "distinct_2": distinct_n(hyps, 2),
-                "signature": scores["signature"]}, hyps
+        return [outputs[:wanted] for outputs in ranked]
 
     def card(self, cfg, batches):
         return {"data": {"root": cfg.data.root, "lang": cfg.data.lang, "pairs": int(len(batches.kept))}}

@@ -1,20 +1,16 @@
-"""Translation: parallel text files -> subword tokenizers -> cached ids -> batches, and decoding
-plus sacreBLEU scoring for validation and evaluation."""
+"""Translation: parallel text files -> subword tokenizers -> cached ids -> batches; validation,
+decoding and prediction are every text-output task's (base.py), scored with sacreBLEU."""
 from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
 from ..config import Config, DataConfig, DecodeConfig, TokenizerConfig
-from ..data import (BatchStream, check_parallel, collate, encode_cached, make_batches, plain_or_gz, read_lines,
-                    train_tokenizer)
-from ..decoding import SearchOptions, decode_ids
+from ..data import BatchStream, check_parallel, encode_cached, plain_or_gz, read_lines, train_tokenizer
+from ..decoding import SearchOptions
 from ..errors import UserError
 from ..metrics import bleu_chrf
-from ..models import build_model
 from ..registry import TaskPart
-from .base import JOINT, SRC, TGT, Task, Tokenizers, check_split, text_outputs
+from .base import JOINT, SRC, TGT, TextOutputTask, Tokenizers, check_split, token_items
 
 
 def split_path(data: DataConfig, split: str, lang: str, key: str) -> Path:
@@ -89,36 +85,12 @@ def read_split(cfg: Config, split: str, key: str) -> tuple[list[str], list[str]]
 def translate_lines(model, toks: Tokenizers, lines: list[str], opts: SearchOptions, decode: DecodeConfig,
                     device="cpu", progress: bool = False) -> list[list[str]]:
     """n-best translations (lists of strings) for each line, in input order, batched as ``decode`` says."""
-    hyps = decode_ids(model, toks.src.encode(lines), opts, device=device, progress=progress, **decode.batching())
-    return [toks.tgt.decode([h.tokens for h in n_best]) for n_best in hyps]
+    cfg = Config(decode=decode)  # translation decodes as cfg.decode says; nothing else is read
+    outputs = Translation().outputs(model, toks, cfg, lines, opts, device, progress)
+    return [[o["text"] for o in n_best] for n_best in outputs]
 
 
-def make_validate(model, toks: Tokenizers, cfg: Config, device, with_bleu: bool):
-    """A validation callable for the training loop: dev loss per token and greedy BLEU/chrF."""
-    src_lines, ref_lines = read_split(cfg, cfg.data.valid, "valid")
-    src_ids, tgt_ids = toks.src.encode(src_lines), toks.tgt.encode(ref_lines)
-    keep = [i for i, s in enumerate(src_ids) if s]  # an empty source has nothing to attend to
-    src_ids, tgt_ids = [src_ids[i] for i in keep], [tgt_ids[i] for i in keep]
-    lengths = [np.array([len(s) for s in ids]) for ids in (src_ids, tgt_ids)]
-    batches = make_batches(*lengths, cfg.train.batch_tokens, seed=0, epoch=0, shuffle=False)
-
-    def validate() -> dict:
-        total, count = 0.0, 0
-        for indices in batches:
-            loss, n = model.loss(collate(src_ids, tgt_ids, indices).to(device))
-            total, count = total + float(loss), count + n
-        metrics = {"loss": total / max(count, 1)}
-        if with_bleu:
-            opts = SearchOptions(beam=1, max_len_a=cfg.decode.max_len_a, max_len_b=cfg.decode.max_len_b)
-            hyps = [n[0] for n in translate_lines(model, toks, src_lines, opts, cfg.decode, device)]
-            scores = bleu_chrf(hyps, ref_lines)
-            metrics.update(bleu=scores["bleu"], chrf=scores["chrf"], signature=scores["signature"])
-        return metrics
-
-    return validate
-
-
-class Translation(Task):
+class Translation(TextOutputTask):
     name = "translation"
 
     def check_data(self, cfg):
@@ -130,29 +102,22 @@ class Translation(Task):
     def load_tokenizers(self, cfg, run_dir):
         return load_tokenizers(cfg, run_dir)
 
-    def build_model(self, cfg, toks, label_smoothing=0.0):
-        return build_model(cfg.model, toks.src.vocab_size, toks.tgt.vocab_size, label_smoothing)
-
     def training_batches(self, cfg, toks, position=(0, 0)):
         return training_batches(cfg, toks, position)
 
-    def make_validate(self, model, toks, cfg, device, decode):
-        return make_validate(model, toks, cfg, device, decode)
-
-    def evaluate(self, model, toks, cfg, split, opts, device="cpu", progress=False):
+    def examples(self, cfg, split):
         name = {"train": cfg.data.train, "valid": cfg.data.valid, "test": cfg.data.test}[check_split(split)]
-        src, refs = read_split(cfg, name, split)
-        hyps = [n[0] for n in translate_lines(model, toks, src, opts, cfg.decode, device, progress)]
+        return read_split(cfg, name, split)
+
+    def source_items(self, cfg, toks, sources):
+        return token_items(toks.src, sources)
+
+    def score(self, hyps, refs):
         scores = bleu_chrf(hyps, refs)
-        return {k: scores[k] for k in ("bleu", "chrf", "signature")}, hyps
+        return {k: scores[k] for k in ("bleu", "chrf", "signature")}
 
     def read_inputs(self, cfg, inputs):
         return read_text_inputs(inputs)
-
-    def predict(self, model, toks, cfg, inputs, opts, device="cpu", progress=False):
-        hyps = decode_ids(model, toks.src.encode(list(inputs)), opts, device=device, progress=progress,
-                          **cfg.decode.batching())
-        return [{"outputs": text_outputs(toks, n_best)} for n_best in hyps]
 
     def card(self, cfg, batches):
         return {"src_lang": cfg.data.src_lang, "tgt_lang": cfg.data.tgt_lang,

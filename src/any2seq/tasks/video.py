@@ -13,7 +13,7 @@ from ..data.video import DIRECTIONS, described_videos, moving_digits, moving_lay
 from ..errors import UserError
 from ..metrics import copy_last_baseline, frame_metrics, motion_classes
 from ..registry import TaskPart
-from .base import SRC, FramesOutputTask, Tokenizers, check_split, train_text_tokenizer
+from .base import SRC, FramesOutputTask, Tokenizers, check_split, token_items, train_text_tokenizer
 
 
 def _n(cfg, split: str) -> int:
@@ -154,8 +154,7 @@ class TextToVideo(FramesOutputTask):
         return Tokenizers.load(run_dir, joint=False, src=True, tgt=False)
 
     def source_items(self, cfg, toks, sources):
-        ids = toks.src.encode(list(sources))
-        return Items(ids, [len(i) for i in ids], "tokens")
+        return token_items(toks.src, sources)
 
     def score(self, pred, true, sources, cfg, split):
         """Frame metrics, and how a person would judge the clip against its text: ``reader_acc``, the
