@@ -107,6 +107,20 @@ def test_a_task_asks_the_encoders_config_and_one_without_the_answer_is_named_in_
                             "the colour channels of the images it reads")
 
 
+def test_an_outside_encoder_config_that_is_no_encoder_config_is_named_in_one_line_too():
+    from dataclasses import dataclass
+
+    from any2seq.errors import UserError
+    from any2seq.interfaces import encoder_config
+
+    @dataclass(frozen=True)
+    class PlainConfig:
+        kind: str = "plain"
+
+    with pytest.raises(UserError, match=r"^PlainConfig does not declare EncoderConfig's methods"):
+        encoder_config(PlainConfig())
+
+
 @pytest.mark.parametrize("subsample", [1, 2, 4, 8])
 def test_the_audio_encoders_declared_memory_length_is_the_length_of_the_memory_it_makes(subsample):
     from any2seq.encoders.audio import AudioEncoderConfig, build

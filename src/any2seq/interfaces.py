@@ -23,6 +23,8 @@ from typing import Any, Callable, Optional
 import torch
 from torch import Tensor, nn
 
+from .errors import UserError
+
 PAD_ID, BOS_ID, EOS_ID = 0, 1, 2  # special token ids shared by every tokenizer and token decoder
 
 State = Any  # a tree (dict / list / tuple / dataclass) of tensors with the batch on dim 0
@@ -37,8 +39,9 @@ class Memory:
     final: Optional[Tensor] = None  # (B, D) optional summary (e.g. an RNN's last state)
 
 
-class MissingContract(TypeError):
-    """A component lacks a piece the model needs: one line naming its class and the piece."""
+class MissingContract(UserError, TypeError):
+    """A component lacks a piece the model needs: one line naming its class and the piece (a
+    ``UserError``: the command line answers it in one line, exit status 2, like a bad config key)."""
 
     def __init__(self, component, piece: str):
         super().__init__(f"{type(component).__name__} does not declare {piece}")
@@ -80,6 +83,14 @@ class EncoderConfig:
         """About how many memory positions a source of ``size`` (audio: samples) becomes: what a
         batch of such sources is sized by."""
         raise MissingContract(self, "memory_length(size), the memory positions a source of that size becomes")
+
+
+def encoder_config(cfg) -> EncoderConfig:
+    """``cfg`` as the ``EncoderConfig`` a task asks; a plain config class is the one-line error."""
+    if not isinstance(cfg, EncoderConfig):
+        raise MissingContract(cfg, "EncoderConfig's methods (its config class does not subclass "
+                              "any2seq.interfaces.EncoderConfig)")
+    return cfg
 
 
 class Decoder(nn.Module):

@@ -12,6 +12,7 @@ from ..config import CaptionDataConfig
 from ..data import Items
 from ..data.images import digit_scenes, read_coco, read_image
 from ..errors import UserError
+from ..interfaces import encoder_config
 from ..metrics import bleu_chrf
 from ..registry import TaskPart
 from .base import TextOutputTask, check_split
@@ -52,7 +53,7 @@ class Captioning(TextOutputTask):
             images, captions = _scenes(split, n, d.seed, d.size, d.max_digits)
             return list(images), list(captions)
         pairs = self._coco(cfg, split)
-        loaded, channels = {}, cfg.model.encoder.input_channels()  # an image with several captions is read once
+        loaded, channels = {}, encoder_config(cfg.model.encoder).input_channels()  # an image with several captions is read once
         for path, _ in pairs:
             if path not in loaded:
                 loaded[path] = read_image(path, channels, d.size)
@@ -68,7 +69,7 @@ class Captioning(TextOutputTask):
 
     def read_inputs(self, cfg, inputs):
         """Image files, their bytes (uploads), or arrays (C, H, W) in [0, 1] of the model's size."""
-        channels = cfg.model.encoder.input_channels()
+        channels = encoder_config(cfg.model.encoder).input_channels()
         images, shape = [], (channels, cfg.data.size, cfg.data.size)
         for i, item in enumerate(inputs):
             if isinstance(item, np.ndarray):

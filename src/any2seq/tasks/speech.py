@@ -12,6 +12,7 @@ from ..data import Items
 from ..data.audio import SPLITS, fsdd_recordings, make_utterances, split_recordings
 from ..data.audio_io import read_audio
 from ..errors import UserError
+from ..interfaces import encoder_config
 from ..metrics import wer_cer
 from ..registry import TaskPart
 from .base import TextOutputTask
@@ -56,7 +57,7 @@ class Speech(TextOutputTask):
         return list(waves), list(words)
 
     def source_items(self, cfg, toks, sources):
-        length = cfg.model.encoder.memory_length  # batches are sized in memory positions, what they cost
+        length = encoder_config(cfg.model.encoder).memory_length  # batches are sized in memory positions, what they cost
         return Items(list(sources), [length(len(s)) for s in sources], "sequence")
 
     def score(self, hyps, refs):
