@@ -73,12 +73,15 @@ class DecoderLayer(nn.Module):
         self.drop = Dropout(dropout)
         self.post = norm == "post"
 
-    def forward(self, x: Tensor, cross_kv, memory_mask: Tensor, cache: Optional[KVCache] = None):
-        """x (B, T, D) continuing the sequence in ``cache``; returns (B, T, D) and the new cache."""
+    def forward(self, x: Tensor, cross_kv, memory_mask: Tensor, cache: Optional[KVCache] = None,
+                mask: Optional[Tensor] = None):
+        """x (B, T, D) continuing the t positions in ``cache``; returns (B, T, D) and the new cache.
+        Self-attention is token-causal unless ``mask`` (T, t + T) bool says which keys each query
+        may see (the frames decoder: every tile of its own and earlier frames)."""
         caches = []
 
         def self_attend(h: Tensor) -> Tensor:
-            h, new_cache = self.self_attn(h, causal=True, cache=cache)
+            h, new_cache = self.self_attn(h, causal=True, cache=cache, mask=mask)
             caches.append(new_cache)
             return h
 
