@@ -8,13 +8,13 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from ..config_checks import attention_sizes, sizes
+from ..config_checks import sizes
 from ..errors import UserError
 from ..interfaces import Decoder, as_memory
 from ..nn.dropout import Dropout
 from ..nn.embedding import sinusoids
 from ..nn.kv_cache import KVCache
-from ..nn.transformer import DecoderLayer
+from ..nn.transformer import DecoderLayer, LayerStackConfig
 from ..registry import DecoderPart, Sizes
 
 
@@ -108,14 +108,9 @@ class FramesDecoder(Decoder):
 
 
 @dataclass(frozen=True)
-class FramesDecoderConfig:
+class FramesDecoderConfig(LayerStackConfig):
     """Continuous output: predicts the next frame from the frames so far and the memory."""
     kind: Literal["frames"] = "frames"
-    d_model: int = 256
-    layers: int = 3
-    heads: int = 4
-    ff: int = 1024
-    dropout: float = 0.1
     patch: int = 4  # frames are cut into patch x patch tiles, one token each
     loss: Literal["mse", "l1"] = "mse"
     start: Literal["blank", "last_input"] = "blank"  # the first frame fed: blank, or the input video's last
@@ -123,7 +118,7 @@ class FramesDecoderConfig:
     # decoder's own predictions (free running: trains exactly what rollout does, no exposure bias)
 
     def check(self):
-        attention_sizes(self)
+        super().check()
         sizes(self, "patch", high=4096)
 
 

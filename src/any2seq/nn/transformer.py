@@ -16,21 +16,31 @@ ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "swish": nn.SiLU}
 
 
 @dataclass(frozen=True)
-class TransformerConfig:
-    """What a Transformer encoder and decoder share."""
-    kind: Literal["transformer"] = "transformer"
+class LayerStackConfig:
+    """What every stack of these layers is sized by (the token and frame decoders, the text encoder);
+    a component's config subclasses it with its own ``kind`` Literal and fields."""
+    kind: str = ""  # named by each component's config; declared here so that it stays the first key
     d_model: int = 256
     layers: int = 3
     heads: int = 4
     ff: int = 1024
     dropout: float = 0.1
+
+    def check(self):
+        attention_sizes(self)
+
+
+@dataclass(frozen=True)
+class TransformerConfig(LayerStackConfig):
+    """What a Transformer encoder and decoder of tokens share."""
+    kind: Literal["transformer"] = "transformer"
     positions: Literal["sinusoidal", "learned"] = "sinusoidal"
     max_positions: int = 1024  # only for learned positions
     norm: Literal["pre", "post"] = "pre"  # LayerNorm before each sublayer (and one at the end), or after the sum
     activation: Literal["relu", "gelu", "swish"] = "relu"  # the feed-forward's (swish = SiLU, Marian's)
 
     def check(self):
-        attention_sizes(self)
+        super().check()
         sizes(self, "max_positions", high=1 << 20)
 
 
