@@ -98,7 +98,8 @@ class FramesDecoder(Decoder):
             raise ValueError(f"frames of shape {tuple(X.shape[2:])}, decoder built for {self.shape}")
         offset = state["self"][0].length  # tiles so far
         x = self.drop(self.embed(self.to_tiles(X)) + self.positions(offset // self.per_frame, X.size(1)))
-        # x: (B, T*N, D); one frame at a time its mask is all True, a (N, t + N) table built once per call
+        # x: (B, T*N, D). Built once per call for every layer; all True when one frame is fed, but
+        # passed even then: without a mask, DecoderLayer's self-attention is token-causal
         mask = frame_causal_mask(x.size(1), offset, self.per_frame, x.device)
         caches = []
         for layer, cross_kv, cache in zip(self.layers, state["cross"], state["self"], strict=True):
