@@ -1,10 +1,13 @@
 """Any encoder pairs with any decoder by configuration alone: every pair trains two steps and decodes."""
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 from torch import nn
 
+from any2seq import registry
 from any2seq.config import config_from_dict
 from any2seq.data import Batch, Items, collate_items
 from any2seq.decoding import SearchOptions, decode_items
@@ -12,23 +15,23 @@ from any2seq.interfaces import Encoder
 from any2seq.models import FrameSeq2Seq, build_model
 
 V, B, FRAME = 20, 3, (1, 16, 16)
-SMALL = {"dropout": 0.0}
-ENCODERS = {
-    "transformer": {"kind": "transformer", "d_model": 32, "layers": 1, "heads": 2, "ff": 64, **SMALL},
-    "rnn": {"kind": "rnn", "embed": 16, "hidden": 16, **SMALL},
-    "gru": {"kind": "gru", "embed": 16, "hidden": 16, **SMALL},
-    "lstm": {"kind": "lstm", "embed": 16, "hidden": 16, "bidirectional": False, **SMALL},
-    "image": {"kind": "image", "width": 8, "stages": 2, "d_model": 32, "layers": 1, "heads": 2, "ff": 64, **SMALL},
-    "audio": {"kind": "audio", "n_mels": 16, "d_model": 32, "layers": 1, "heads": 2, "ff": 64, **SMALL},
-    "video": {"kind": "video", "width": 8, "stages": 2, "d_model": 32, "layers": 1, "heads": 2, "ff": 64, **SMALL},
-}
-DECODERS = {
-    "rnn": {"kind": "rnn", "embed": 16, "hidden": 16, "attention": "none", **SMALL},
-    "gru+bahdanau": {"kind": "gru", "embed": 16, "hidden": 16, "attention": "bahdanau", **SMALL},
-    "lstm+general": {"kind": "lstm", "embed": 16, "hidden": 16, "attention": "general", **SMALL},
-    "transformer": {"kind": "transformer", "d_model": 32, "layers": 1, "heads": 2, "ff": 64, **SMALL},
-    "frames": {"kind": "frames", "d_model": 32, "layers": 1, "heads": 2, "ff": 64, "patch": 4, **SMALL},
-}
+# Small sizes for whichever of these keys a component's config has; the tables below list every
+# registered encoder and decoder, so one registered later is paired with all the others at these
+# sizes and its own defaults.
+SMALL = {"d_model": 32, "layers": 1, "heads": 2, "ff": 64, "embed": 16, "hidden": 16, "width": 8, "stages": 2,
+         "n_mels": 16, "patch": 4, "dropout": 0.0}
+VARIANTS = {("encoder", "lstm"): {"bidirectional": False},  # beside the bidirectional GRU
+            ("decoder", "rnn"): {"attention": "none"}, ("decoder", "lstm"): {"attention": "general"}}
+NEEDS_A_FOLDER = {"hf"}  # a saved HF model: tests/hf/test_hf_encoder.py pairs it with the decoders
+
+
+def small_config(slot: str, kind: str) -> dict:
+    keys = {f.name for f in dataclasses.fields(registry.lookup(slot, kind).config)}
+    return {"kind": kind, **{k: v for k, v in SMALL.items() if k in keys}, **VARIANTS.get((slot, kind), {})}
+
+
+ENCODERS = {kind: small_config("encoder", kind) for kind in registry.names("encoder") if kind not in NEEDS_A_FOLDER}
+DECODERS = {kind: small_config("decoder", kind) for kind in registry.names("decoder")}
 
 
 class SeedStyleEncoder(Encoder):
@@ -48,21 +51,21 @@ class SeedStyleEncoder(Encoder):
 def sources(kind: str) -> tuple[Items, str]:
     """A few random sources for an encoder, as the items a task would hand the batcher."""
     g = torch.Generator().manual_seed(0)
-    if kind in ("transformer", "rnn", "gru", "lstm", "custom"):
-        items = [torch.randint(3, V, (n,), generator=g).tolist() for n in (5, 3, 4)]
-        return Items(items, [len(i) for i in items], "tokens"), "tokens"
     if kind == "image":
         return Items([torch.rand(FRAME, generator=g).numpy() for _ in range(B)], [16] * B, "fixed"), "image"
     if kind == "audio":
         waves = [(0.1 * torch.randn(n, generator=g)).numpy() for n in (1600, 1200, 800)]
         return Items(waves, [len(w) // 320 for w in waves], "sequence"), "audio"
-    videos = [torch.rand(n, *FRAME, generator=g).numpy() for n in (3, 2, 3)]
-    return Items(videos, [len(v) * 16 for v in videos], "sequence"), "video"
+    if kind == "video":
+        videos = [torch.rand(n, *FRAME, generator=g).numpy() for n in (3, 2, 3)]
+        return Items(videos, [len(v) * 16 for v in videos], "sequence"), "video"
+    items = [torch.randint(3, V, (n,), generator=g).tolist() for n in (5, 3, 4)]  # the others read text
+    return Items(items, [len(i) for i in items], "tokens"), "tokens"
 
 
 def targets(decoder: str) -> Items:
     g = torch.Generator().manual_seed(1)
-    if decoder == "frames":
+    if registry.decoder(decoder).frames:
         frames = [torch.rand(n, *FRAME, generator=g).numpy() for n in (2, 3, 1)]
         return Items(frames, [len(f) for f in frames], "sequence")
     ids = [torch.randint(3, V, (n,), generator=g).tolist() for n in (4, 2, 3)]
@@ -73,7 +76,7 @@ def make_model(encoder: str, decoder: str):
     custom = SeedStyleEncoder(V, 24) if encoder == "custom" else None
     enc_cfg = ENCODERS["gru"] if custom is not None else ENCODERS[encoder]
     cfg = config_from_dict({"model": {"encoder": enc_cfg, "decoder": DECODERS[decoder], "tie_output": False}})
-    frame_shape = FRAME if decoder == "frames" else None
+    frame_shape = FRAME if registry.decoder(decoder).frames else None
     return build_model(cfg.model, V, V, encoder=custom, frame_shape=frame_shape)
 
 

@@ -1,9 +1,11 @@
 """Every token decoder, behind every text encoder: incremental decoding equals the full forward
 pass, padding in the source never changes an output, and decoder state is a value."""
+import dataclasses
+
 import pytest
 import torch
 
-from any2seq import Decoder
+from any2seq import Decoder, registry
 from any2seq.config import config_from_dict
 from any2seq.errors import UserError
 from any2seq.interfaces import map_state, reorder_state
@@ -25,6 +27,13 @@ DECODERS = {
                                "attention": attention}
        for cell in ("rnn", "gru", "lstm") for attention in ("none", "bahdanau", "dot", "general")},
 }
+# Every registered token decoder: one registered later than these is tested at the sizes below (where its
+# config has the key) and its own defaults.
+SMALL = {"d_model": 16, "layers": 2, "heads": 2, "ff": 32, "embed": 12, "hidden": 16, "dropout": 0.1}
+for kind, part in registry.parts("decoder").items():
+    if not part.frames and all(c["kind"] != kind for c in DECODERS.values()):
+        keys = {f.name for f in dataclasses.fields(part.config)}
+        DECODERS[kind] = {"kind": kind, **{k: v for k, v in SMALL.items() if k in keys}}
 
 every_pair = pytest.mark.parametrize("encoder, decoder", [(e, d) for d in DECODERS for e in ENCODERS])
 

@@ -1,13 +1,16 @@
 """The speech encoder: shapes, lengths, padding invariance, SpecAugment in training only, gradients."""
 from __future__ import annotations
 
+import typing
+
 import pytest
 import torch
 
-from any2seq.encoders.audio import AudioEncoder, frames_after, mel_filterbank, spec_augment
+from any2seq.encoders.audio import AudioEncoder, AudioEncoderConfig, frames_after, mel_filterbank, spec_augment
 from any2seq.interfaces import Memory
 
 HOP = 16
+STACKS = typing.get_args(typing.get_type_hints(AudioEncoderConfig)["stack"])  # every stack a config may name
 
 
 def encoder(stack: str = "transformer", subsample: int = 4, masks: int = 2, dropout: float = 0.0) -> AudioEncoder:
@@ -24,7 +27,7 @@ def batch(lengths: list[int], extra: int = 0) -> tuple[torch.Tensor, torch.Tenso
     return src, torch.tensor(lengths)
 
 
-@pytest.mark.parametrize("stack", ["transformer", "gru"])
+@pytest.mark.parametrize("stack", STACKS)
 @pytest.mark.parametrize("subsample", [1, 2, 4, 8])
 def test_shapes_and_mask_match_output_lengths(stack, subsample):
     enc = encoder(stack, subsample).eval()
@@ -45,7 +48,7 @@ def test_output_lengths_formula():
     assert int(frames_after(torch.tensor([24000]), 80, 4)) == 76  # 3 s at 8 kHz: 301 frames -> 76
 
 
-@pytest.mark.parametrize("stack", ["transformer", "gru"])
+@pytest.mark.parametrize("stack", STACKS)
 def test_padding_never_changes_the_encoding(stack):
     enc = encoder(stack).eval()
     src, lengths = batch([700, 333, 64, 5], extra=50)
@@ -118,7 +121,7 @@ def test_spec_augment_and_dropout_only_in_training():
     torch.testing.assert_close(unmasked(src, lengths).states, unmasked.eval()(src, lengths).states)
 
 
-@pytest.mark.parametrize("stack", ["transformer", "gru"])
+@pytest.mark.parametrize("stack", STACKS)
 def test_gradients_reach_every_parameter(stack):
     enc = encoder(stack, dropout=0.1).train()
     src, lengths = batch([800, 500])

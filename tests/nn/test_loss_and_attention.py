@@ -4,7 +4,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from any2seq.nn.attention import CrossAttention, attend, causal_mask
+from any2seq.nn.attention import CrossAttention, SelfAttention, attend, causal_mask
+from any2seq.nn.kv_cache import KVCache
 from any2seq.nn.loss import linear_cross_entropy
 
 
@@ -96,3 +97,23 @@ def test_cross_attention_reads_one_memory_for_the_k_rows_of_a_source():
 def test_causal_mask_with_offset():
     m = causal_mask(2, 3, "cpu")
     assert m.tolist() == [[True, True, True, True, False], [True, True, True, True, True]]
+
+
+@pytest.mark.parametrize("grad", [True, False])
+def test_self_attention_takes_any_mask_and_continues_its_cache_with_it(grad):
+    torch.manual_seed(6)
+    attn, x = SelfAttention(8, 2), torch.randn(2, 6, 8)
+    # keys a query may see: its block of two and the blocks before (as the frames decoder's frame blocks)
+    blocks = torch.arange(6) // 2
+    mask = blocks[None, :] <= blocks[:, None]  # (6, 6)
+    with torch.set_grad_enabled(grad):
+        whole, _ = attn(x, mask=mask, cache=KVCache.empty(2, 2, 4, x, x.dtype))
+        first, cache = attn(x[:, :2], mask=mask[:2, :2], cache=KVCache.empty(2, 2, 4, x, x.dtype))
+        rest, _ = attn(x[:, 2:], mask=mask[2:], cache=cache)
+        # a block's queries see exactly the prefix that ends with it: unmasked attention over that prefix
+        by_hand = torch.cat([attn(x[:, :end])[0][:, end - 2:end] for end in (2, 4, 6)], 1)
+    torch.testing.assert_close(torch.cat([first, rest], 1), whole, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(whole, by_hand, atol=1e-5, rtol=1e-5)
+    token_causal, _ = attn(x, causal=True)
+    torch.testing.assert_close(attn(x, mask=causal_mask(6, 0, "cpu"), causal=True)[0], token_causal,
+                               atol=1e-5, rtol=1e-5)

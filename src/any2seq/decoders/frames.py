@@ -8,14 +8,13 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from ..config_checks import attention_sizes, sizes
+from ..config_checks import sizes
 from ..errors import UserError
 from ..interfaces import Decoder, as_memory
-from ..nn.attention import CrossAttention, SelfAttention, attend, merge_heads, split_heads
 from ..nn.dropout import Dropout
 from ..nn.embedding import sinusoids
 from ..nn.kv_cache import KVCache
-from ..nn.transformer import feed_forward
+from ..nn.transformer import DecoderLayer, LayerStackConfig
 from ..registry import DecoderPart, Sizes
 
 
@@ -24,40 +23,6 @@ def frame_causal_mask(tiles: int, offset: int, per_frame: int, device) -> Tensor
     query_frame = (torch.arange(tiles, device=device) + offset) // per_frame
     key_frame = torch.arange(offset + tiles, device=device) // per_frame
     return key_frame[None, :] <= query_frame[:, None]
-
-
-def block_self_attention(attn: SelfAttention, x: Tensor, per_frame: int, cache: KVCache):
-    """``SelfAttention`` with a frame-causal mask: x (B, T*N, D) continues the tiles in ``cache``.
-
-    nn/attention.py's forward only knows token-causal masks, so this repeats its few lines with the
-    block mask; the weights are the same module's.
-    """
-    q, k, v = (split_heads(t, attn.heads) for t in attn.qkv(x).chunk(3, dim=-1))  # (B, H, T*N, D/H)
-    offset = cache.length
-    cache = cache.append(k, v)
-    mask = None
-    if x.size(1) > per_frame:  # one frame at a time sees everything cached: no mask needed
-        mask = frame_causal_mask(x.size(1), offset, per_frame, x.device)
-    return attn.out(merge_heads(attend(q, cache.k, cache.v, mask))), cache
-
-
-class FrameDecoderLayer(nn.Module):
-    """nn/transformer.py's pre-LN ``DecoderLayer`` with frame-causal instead of token-causal self-attention."""
-
-    def __init__(self, d_model: int, heads: int, ff: int, dropout: float, memory_dim: int):
-        super().__init__()
-        self.norm1, self.norm2, self.norm3 = (nn.LayerNorm(d_model) for _ in range(3))
-        self.self_attn = SelfAttention(d_model, heads)
-        self.cross_attn = CrossAttention(d_model, heads, memory_dim)
-        self.ff = feed_forward(d_model, ff)
-        self.drop = Dropout(dropout)
-
-    def forward(self, x: Tensor, per_frame: int, cross_kv, memory_mask: Tensor, cache: KVCache):
-        """x (B, T*N, D) continuing the frames in ``cache``; returns (B, T*N, D) and the new cache."""
-        h, cache = block_self_attention(self.self_attn, self.norm1(x), per_frame, cache)
-        x = x + self.drop(h)
-        x = x + self.drop(self.cross_attn(self.norm2(x), cross_kv, memory_mask))
-        return x + self.drop(self.ff(self.norm3(x))), cache
 
 
 class FramesDecoder(Decoder):
@@ -84,7 +49,8 @@ class FramesDecoder(Decoder):
         self.tile_pos = nn.Parameter(torch.randn(self.per_frame, d_model) * d_model ** -0.5)  # (N, D)
         self.register_buffer("time", sinusoids(256, d_model), persistent=False)  # (frames, D)
         self.drop = Dropout(dropout)
-        self.layers = nn.ModuleList(FrameDecoderLayer(d_model, heads, ff, dropout, memory_dim) for _ in range(layers))
+        # pre-LN Transformer layers whose self-attention is frame-causal (``frame_causal_mask``)
+        self.layers = nn.ModuleList(DecoderLayer(d_model, heads, ff, dropout, memory_dim) for _ in range(layers))
         self.norm = nn.LayerNorm(d_model)
         self.proj = nn.Linear(d_model, pixels)
 
@@ -130,24 +96,22 @@ class FramesDecoder(Decoder):
         (B, T*N, D) from which an output head draws the next frames, and the new state."""
         if tuple(X.shape[2:]) != self.shape:
             raise ValueError(f"frames of shape {tuple(X.shape[2:])}, decoder built for {self.shape}")
-        start = state["self"][0].length // self.per_frame
-        x = self.drop(self.embed(self.to_tiles(X)) + self.positions(start, X.size(1)))  # (B, T*N, D)
+        offset = state["self"][0].length  # tiles so far
+        x = self.drop(self.embed(self.to_tiles(X)) + self.positions(offset // self.per_frame, X.size(1)))
+        # x: (B, T*N, D). Built once per call for every layer; all True when one frame is fed, but
+        # passed even then: without a mask, DecoderLayer's self-attention is token-causal
+        mask = frame_causal_mask(x.size(1), offset, self.per_frame, x.device)
         caches = []
         for layer, cross_kv, cache in zip(self.layers, state["cross"], state["self"], strict=True):
-            x, cache = layer(x, self.per_frame, cross_kv, state["memory_mask"], cache)
+            x, cache = layer(x, cross_kv, state["memory_mask"], cache, mask)
             caches.append(cache)
         return self.norm(x), {**state, "self": caches}
 
 
 @dataclass(frozen=True)
-class FramesDecoderConfig:
+class FramesDecoderConfig(LayerStackConfig):
     """Continuous output: predicts the next frame from the frames so far and the memory."""
     kind: Literal["frames"] = "frames"
-    d_model: int = 256
-    layers: int = 3
-    heads: int = 4
-    ff: int = 1024
-    dropout: float = 0.1
     patch: int = 4  # frames are cut into patch x patch tiles, one token each
     loss: Literal["mse", "l1"] = "mse"
     start: Literal["blank", "last_input"] = "blank"  # the first frame fed: blank, or the input video's last
@@ -155,7 +119,7 @@ class FramesDecoderConfig:
     # decoder's own predictions (free running: trains exactly what rollout does, no exposure bias)
 
     def check(self):
-        attention_sizes(self)
+        super().check()
         sizes(self, "patch", high=4096)
 
 

@@ -9,13 +9,11 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from ..config_checks import MAX_LAYERS, dropout, sizes
 from ..errors import UserError
 from ..interfaces import Decoder, PerSource, as_memory
 from ..nn.attention import AdditiveAttention, MultiplicativeAttention
+from ..nn.rnn import RNN_CELLS, RNNConfig
 from ..registry import DecoderPart, Sizes
-
-RNN_CELLS = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
 
 
 class RNNDecoder(Decoder):
@@ -120,18 +118,8 @@ class RNNDecoder(Decoder):
 
 
 @dataclass(frozen=True)
-class RNNDecoderConfig:
-    kind: Literal["rnn", "gru", "lstm"] = "gru"
-    embed: int = 256
-    hidden: int = 256
-    layers: int = 1
-    dropout: float = 0.1
+class RNNDecoderConfig(RNNConfig):
     attention: Literal["none", "bahdanau", "dot", "general"] = "bahdanau"
-
-    def check(self):
-        sizes(self, "embed hidden")
-        sizes(self, "layers", high=MAX_LAYERS)
-        dropout(self)
 
 
 def build(cfg: RNNDecoderConfig, dims: Sizes) -> RNNDecoder:

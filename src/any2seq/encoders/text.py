@@ -2,19 +2,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from ..config_checks import MAX_LAYERS, dropout, sizes
 from ..interfaces import EOS_ID, Encoder, EncoderConfig, Memory, lengths_to_mask
 from ..nn.embedding import PositionalEmbedding
+from ..nn.rnn import RNN_CELLS, RNNConfig
 from ..nn.transformer import EncoderLayer, TransformerConfig
 from ..registry import EncoderPart, Sizes
-
-RNN_CELLS = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
 
 
 class TransformerEncoder(Encoder):
@@ -76,18 +73,8 @@ class TransformerEncoderConfig(TransformerConfig, EncoderConfig):
 
 
 @dataclass(frozen=True)
-class RNNEncoderConfig(EncoderConfig):
-    kind: Literal["rnn", "gru", "lstm"] = "gru"
-    embed: int = 256
-    hidden: int = 256
-    layers: int = 1
+class RNNEncoderConfig(RNNConfig, EncoderConfig):
     bidirectional: bool = True
-    dropout: float = 0.1
-
-    def check(self):
-        sizes(self, "embed hidden")
-        sizes(self, "layers", high=MAX_LAYERS)
-        dropout(self)
 
 
 def build_transformer(cfg: TransformerEncoderConfig, dims: Sizes) -> TransformerEncoder:

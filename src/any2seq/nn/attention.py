@@ -67,22 +67,25 @@ class SelfAttention(nn.Module):
         self.out = nn.Linear(d_model, d_model)
 
     def forward(self, x: Tensor, key_mask: Optional[Tensor] = None, causal: bool = False,
-                cache: Optional[KVCache] = None):
-        """x (B, T, D); key_mask (B, S) for non-causal use. Returns (B, T, D) and the new cache
-        (``None`` without one)."""
+                cache: Optional[KVCache] = None, mask: Optional[Tensor] = None):
+        """x (B, T, D) continuing the sequence in ``cache``. Which keys a query sees: ``mask``
+        (T, t + T) bool, True where it may look, any pattern (the frames decoder's frame blocks);
+        else token-causal if ``causal``; else every key ``key_mask`` (B, S) keeps. Returns (B, T, D)
+        and the new cache (``None`` without one)."""
         q, k, v = (split_heads(t, self.heads) for t in self.qkv(x).chunk(3, dim=-1))
         offset = 0 if cache is None else cache.length
         if cache is not None:  # keys and values in the cache's dtype: float32 when decoding bf16 on CPU
             cache = cache.append(k, v)
             k, v = cache.k, cache.v
-        mask, is_causal = None, False
-        if causal and x.size(1) > 1:
-            if offset == 0:
-                is_causal = True
-            else:
-                mask = causal_mask(x.size(1), offset, x.device)
-        elif key_mask is not None:
-            mask = key_mask[:, None, None, :]  # (B, 1, 1, S)
+        is_causal = False
+        if mask is None:  # (else the caller's pattern, the same for every row and head)
+            if causal and x.size(1) > 1:
+                if offset == 0:
+                    is_causal = True
+                else:
+                    mask = causal_mask(x.size(1), offset, x.device)
+            elif key_mask is not None:
+                mask = key_mask[:, None, None, :]  # (B, 1, 1, S)
         y = attend(q, k, v, mask, is_causal)
         return self.out(merge_heads(y)), cache
 

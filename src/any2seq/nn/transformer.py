@@ -16,21 +16,31 @@ ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "swish": nn.SiLU}
 
 
 @dataclass(frozen=True)
-class TransformerConfig:
-    """What a Transformer encoder and decoder share."""
-    kind: Literal["transformer"] = "transformer"
+class LayerStackConfig:
+    """What every stack of these layers is sized by (the token and frame decoders, the text encoder);
+    a component's config subclasses it with its own ``kind`` Literal and fields."""
+    kind: str = ""  # named by each component's config; declared here so that it stays the first key
     d_model: int = 256
     layers: int = 3
     heads: int = 4
     ff: int = 1024
     dropout: float = 0.1
+
+    def check(self):
+        attention_sizes(self)
+
+
+@dataclass(frozen=True)
+class TransformerConfig(LayerStackConfig):
+    """What a Transformer encoder and decoder of tokens share."""
+    kind: Literal["transformer"] = "transformer"
     positions: Literal["sinusoidal", "learned"] = "sinusoidal"
     max_positions: int = 1024  # only for learned positions
     norm: Literal["pre", "post"] = "pre"  # LayerNorm before each sublayer (and one at the end), or after the sum
     activation: Literal["relu", "gelu", "swish"] = "relu"  # the feed-forward's (swish = SiLU, Marian's)
 
     def check(self):
-        attention_sizes(self)
+        super().check()
         sizes(self, "max_positions", high=1 << 20)
 
 
@@ -73,12 +83,15 @@ class DecoderLayer(nn.Module):
         self.drop = Dropout(dropout)
         self.post = norm == "post"
 
-    def forward(self, x: Tensor, cross_kv, memory_mask: Tensor, cache: Optional[KVCache] = None):
-        """x (B, T, D) continuing the sequence in ``cache``; returns (B, T, D) and the new cache."""
+    def forward(self, x: Tensor, cross_kv, memory_mask: Tensor, cache: Optional[KVCache] = None,
+                mask: Optional[Tensor] = None):
+        """x (B, T, D) continuing the t positions in ``cache``; returns (B, T, D) and the new cache.
+        Self-attention is token-causal unless ``mask`` (T, t + T) bool says which keys each query
+        may see (the frames decoder: every tile of its own and earlier frames)."""
         caches = []
 
         def self_attend(h: Tensor) -> Tensor:
-            h, new_cache = self.self_attn(h, causal=True, cache=cache)
+            h, new_cache = self.self_attn(h, causal=True, cache=cache, mask=mask)
             caches.append(new_cache)
             return h
 
