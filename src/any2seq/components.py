@@ -21,6 +21,7 @@ COMPONENTS = [
     "decoders.transformer:TRANSFORMER",
     "decoders.rnn:RNN",
     "decoders.frames:FRAMES",
+    "decoders.warp:WARP",  # frames moved by predicted kernels (CDNA)
     # tasks (the first is the default)
     "tasks.translation:TASK",
     "tasks.text_generation:TASK",

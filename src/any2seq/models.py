@@ -14,6 +14,7 @@ from .decoders.transformer import TransformerDecoderConfig
 from .errors import UserError
 from .interfaces import (BOS_ID, EOS_ID, PAD_ID, Decoder, Encoder, EncoderDecoder, as_memory, lengths_to_mask,
                          shift_right)
+from .nn.frame_loss import best_shift_errors
 from .nn.loss import linear_cross_entropy
 from .registry import Sizes
 
@@ -83,9 +84,9 @@ class FrameSeq2Seq(EncoderDecoder):
     """
 
     def __init__(self, encoder: Encoder, decoder: Decoder, loss: str = "mse", start: str = "blank",
-                 train_feed: str = "truth"):
+                 train_feed: str = "truth", slack: int = 0):
         super().__init__(encoder, decoder)
-        self.loss_kind, self.start, self.train_feed = loss, start, train_feed
+        self.loss_kind, self.start, self.train_feed, self.slack = loss, start, train_feed, slack
 
     def start_frame(self, src: Tensor, src_lengths, frame_shape) -> Tensor:
         """(B, 1, C, H, W): what the decoder reads first."""
@@ -102,9 +103,8 @@ class FrameSeq2Seq(EncoderDecoder):
             pred = self._rollout(self.encode(batch.src, batch.src_lengths), start, tgt.size(1))
         else:
             pred, _ = self(batch.src, torch.cat([start, tgt[:, :-1]], dim=1), batch.src_lengths)
-        diff = (pred.float() - tgt).flatten(2)
-        per_frame = diff.square().mean(-1) if self.loss_kind == "mse" else diff.abs().mean(-1)  # (B, T)
-        real = lengths_to_mask(batch.tgt_lengths, per_frame.size(1))
+        real = lengths_to_mask(batch.tgt_lengths, tgt.size(1))
+        per_frame = best_shift_errors(pred, tgt, real, self.loss_kind, self.slack)  # (B, T)
         return per_frame.masked_fill(~real, 0.0).sum(), int(batch.tgt_lengths.sum())
 
     def encode(self, src: Tensor, src_lengths):
@@ -148,7 +148,7 @@ def build_model(cfg: ModelConfig, src_vocab: int = 0, tgt_vocab: int = 0, label_
         if cfg.decoder.start == "last_input" and cfg.encoder.kind != "video":
             raise UserError(f"model.decoder.start: last_input needs a video encoder, not {cfg.encoder.kind}")
         return FrameSeq2Seq(encoder, part.build(cfg.decoder, dims), cfg.decoder.loss, cfg.decoder.start,
-                            cfg.decoder.train_feed)
+                            cfg.decoder.train_feed, cfg.decoder.slack)
     decoder = part.build(cfg.decoder, dims)
     if cfg.tie_output:
         tie_output(decoder)

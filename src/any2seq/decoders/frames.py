@@ -153,10 +153,13 @@ class FramesDecoderConfig:
     start: Literal["blank", "last_input"] = "blank"  # the first frame fed: blank, or the input video's last
     train_feed: Literal["truth", "own"] = "truth"  # fed in training: true frames (teacher forcing) or the
     # decoder's own predictions (free running: trains exactly what rollout does, no exposure bias)
+    slack: int = 0  # the loss forgives a whole-clip displacement of up to this many pixels: for targets
+    # whose position the source does not say (text to video); 0 for prediction, where it is determined
 
     def check(self):
         attention_sizes(self)
         sizes(self, "patch", high=4096)
+        sizes(self, "slack", low=0, high=64)
 
 
 def build(cfg: FramesDecoderConfig, dims: Sizes) -> FramesDecoder:
