@@ -112,6 +112,10 @@ class FramesDecoder(Decoder):
                      for _ in self.layers],
         }
 
+    def tokens(self, X: Tensor, state) -> Tensor:
+        """(B, T, C, H, W) -> (B, T*N, D): each tile's pixels, mapped to the model width."""
+        return self.embed(self.to_tiles(X))
+
     def positions(self, start: int, frames: int) -> Tensor:
         """(frames*N, D): tile position plus frame index for frames start..start+frames-1."""
         # past the table, rows computed for this call: nothing is cached on self while rollouts share the model
@@ -131,7 +135,7 @@ class FramesDecoder(Decoder):
         if tuple(X.shape[2:]) != self.shape:
             raise ValueError(f"frames of shape {tuple(X.shape[2:])}, decoder built for {self.shape}")
         start = state["self"][0].length // self.per_frame
-        x = self.drop(self.embed(self.to_tiles(X)) + self.positions(start, X.size(1)))  # (B, T*N, D)
+        x = self.drop(self.tokens(X, state) + self.positions(start, X.size(1)))  # (B, T*N, D)
         caches = []
         for layer, cross_kv, cache in zip(self.layers, state["cross"], state["self"], strict=True):
             x, cache = layer(x, self.per_frame, cross_kv, state["memory_mask"], cache)

@@ -19,6 +19,7 @@ from torch import Tensor, nn
 from ..config_checks import require, sizes
 from ..errors import UserError
 from ..registry import DecoderPart, Sizes
+from ..nn.frame_loss import displaced
 from .frames import FramesDecoder, FramesDecoderConfig
 
 
@@ -37,6 +38,27 @@ def shift_frames(frames: Tensor, kernels: Tensor) -> Tensor:
     return out.reshape(B, T, C, K, H, W).transpose(2, 3)
 
 
+def motion_evidence(X: Tensor, prev: Tensor, patch: int, radius: int) -> Tensor:
+    """X (B, T, C, H, W) following ``prev`` (B, 1, C, H, W) -> (B, T, N, (2r+1)^2): per frame and
+    patch x patch tile, the correlation of the tile with the frame before it displaced by each
+    (dy, dx), |dy|, |dx| <= r, over the tile's ink: a peak at the motion that brought the tile's ink
+    there (all zeros where the frame before is blank: the first frame of a clip)."""
+    B, T, C, H, W = X.shape
+    before = torch.cat([prev.to(X.dtype), X[:, :-1]], 1)
+    shifts = [(dy, dx) for dy in range(-radius, radius + 1) for dx in range(-radius, radius + 1)]
+    products = torch.stack([(X * displaced(before, dy, dx)).sum(2) for dy, dx in shifts], -1)  # (B, T, H, W, S)
+    gh, gw = H // patch, W // patch
+    tiles = products.reshape(B, T, gh, patch, gw, patch, -1).sum((3, 5)).flatten(2, 3)  # (B, T, N, S)
+    ink = X.square().sum(2).reshape(B, T, gh, patch, gw, patch).sum((3, 5)).flatten(2, 3)  # (B, T, N)
+    return tiles / (ink[..., None] + 1.0)
+
+
+def mode(logits: Tensor, dim: int) -> Tensor:
+    """One-hot at the most likely entry along ``dim``: at prediction a kernel moves the frame by its
+    likeliest motion, so the frame is displaced, never averaged over motions (a blur)."""
+    return F.one_hot(logits.argmax(dim), logits.size(dim)).movedim(-1, dim).to(logits.dtype)
+
+
 class WarpDecoder(FramesDecoder):
     """``FramesDecoder``'s Transformer over tiles, with an output head that predicts, per frame, K
     motion kernels (from the mean of the frame's tile states) and per pixel a softmax over K + 1
@@ -45,12 +67,30 @@ class WarpDecoder(FramesDecoder):
     frame in rollout. Output stays in [0, 1]: a convex mix of values in [0, 1].
     """
 
-    def __init__(self, channels: int, height: int, width: int, kernels: int, kernel_size: int, **transformer):
+    def __init__(self, channels: int, height: int, width: int, kernels: int, kernel_size: int, draw: bool = True,
+                 **transformer):
         super().__init__(channels, height, width, **transformer)
         d_model, p = self.norm.normalized_shape[0], self.patch
         self.kernels, self.kernel_size = kernels, kernel_size
         self.motion = nn.Linear(d_model, kernels * kernel_size * kernel_size)
         self.masks = nn.Linear(d_model, (kernels + 1) * p * p)
+        self.evidence = nn.Linear(kernel_size * kernel_size, d_model)
+        self.draw = draw
+        with torch.no_grad():  # start as a copy of the fed frame: its MSE is the baseline to beat, and
+            # a blur (uniform kernels, mixing in drawn pixels) is where pixel regression gets stuck
+            self.motion.bias.view(kernels, kernel_size, kernel_size)[:, kernel_size // 2, kernel_size // 2] += 4.0
+            self.masks.bias.view(kernels + 1, p * p)[-1] -= 4.0
+
+    def init_state(self, enc_outputs, *args):
+        state = super().init_state(enc_outputs, *args)
+        B = state["memory_mask"].size(0)
+        return {**state, "prev": state["memory_mask"].new_zeros((B, 1, *self.shape), dtype=torch.float32)}
+
+    def tokens(self, X: Tensor, state) -> Tensor:
+        """Tile pixels plus how each tile moved since the frame before it (``motion_evidence``): the
+        kernels are read from these tokens, and a motion is hard to infer from pixels alone."""
+        evidence = motion_evidence(X.float(), state["prev"], self.patch, self.kernel_size // 2)
+        return super().tokens(X, state) + self.evidence(evidence.to(X.dtype)).flatten(1, 2)
 
     def tiles_to_maps(self, tiles: Tensor, maps: int) -> Tensor:
         """(B, T*N, maps*p*p) -> (B, T, maps, H, W): per-tile outputs laid out as full-frame maps."""
@@ -61,15 +101,22 @@ class WarpDecoder(FramesDecoder):
 
     def forward(self, X: Tensor, state):
         h, state = self.hidden(X, state)  # (B, T*N, D)
+        state = {**state, "prev": X[:, -1:].float()}
         B, T = X.shape[:2]
         k = self.kernel_size
         pooled = h.reshape(B, T, self.per_frame, -1).mean(2)  # (B, T, D)
-        kernels = self.motion(pooled).float().reshape(B, T, self.kernels, k * k).softmax(-1)
+        kernels = self.motion(pooled).float().reshape(B, T, self.kernels, k * k)
+        masks = self.tiles_to_maps(self.masks(h).float(), self.kernels + 1)  # (B, T, K+1, H, W)
+        if not self.draw:  # every pixel comes from the fed frame
+            masks = masks[:, :, :-1]
+        kernels = kernels.softmax(-1) if self.training else mode(kernels, -1)
+        mix = masks.softmax(2)
         moved = shift_frames(X.float(), kernels.reshape(B, T, self.kernels, k, k))  # (B, T, K, C, H, W)
+        mix = mix[:, :, :, None]  # (B, T, K(+1), 1, H, W)
+        if not self.draw:
+            return (mix * moved).sum(2).to(h.dtype), state
         drawn = self.from_tiles(torch.sigmoid(self.proj(h).float()))  # (B, T, C, H, W)
-        mix = self.tiles_to_maps(self.masks(h).float(), self.kernels + 1).softmax(2)[:, :, :, None]  # (B,T,K+1,1,H,W)
-        frames = (mix[:, :, :-1] * moved).sum(2) + mix[:, :, -1] * drawn
-        return frames.to(h.dtype), state
+        return ((mix[:, :, :-1] * moved).sum(2) + mix[:, :, -1] * drawn).to(h.dtype), state
 
 
 @dataclass(frozen=True)
@@ -78,6 +125,7 @@ class WarpDecoderConfig(FramesDecoderConfig):
     kind: Literal["warp"] = "warp"
     kernels: int = 2  # motions per frame (one per object that moves its own way)
     kernel_size: int = 7  # the largest move is kernel_size // 2 pixels a frame on each axis
+    draw: bool = True  # may pixels be drawn anew (what enters the frame), or only moved from the last frame
 
     def check(self):
         super().check()
@@ -89,7 +137,7 @@ class WarpDecoderConfig(FramesDecoderConfig):
 def build(cfg: WarpDecoderConfig, dims: Sizes) -> WarpDecoder:
     channels, height, width = dims.frame_shape
     try:
-        return WarpDecoder(channels, height, width, cfg.kernels, cfg.kernel_size, d_model=cfg.d_model,
+        return WarpDecoder(channels, height, width, cfg.kernels, cfg.kernel_size, cfg.draw, d_model=cfg.d_model,
                            layers=cfg.layers, heads=cfg.heads, ff=cfg.ff, dropout=cfg.dropout,
                            memory_dim=dims.memory_dim, patch=cfg.patch)
     except ValueError as e:
