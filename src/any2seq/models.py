@@ -84,15 +84,20 @@ class FrameSeq2Seq(EncoderDecoder):
     """
 
     def __init__(self, encoder: Encoder, decoder: Decoder, loss: str = "mse", start: str = "blank",
-                 train_feed: str = "truth", slack: int = 0):
+                 train_feed: str = "truth", slack: int = 0, context: int = 1):
         super().__init__(encoder, decoder)
         self.loss_kind, self.start, self.train_feed, self.slack = loss, start, train_feed, slack
+        self.context = context
 
     def start_frame(self, src: Tensor, src_lengths, frame_shape) -> Tensor:
-        """(B, 1, C, H, W): what the decoder reads first."""
+        """(B, c, C, H, W): what the decoder reads first: a blank frame, or the source video's last
+        ``context`` frames (the first repeated where a video is shorter); its last output is the first
+        predicted frame."""
         if self.start == "last_input":  # src is a video (B, F, C, H, W)
             last = (src_lengths - 1) if src_lengths is not None else torch.full_like(src[:, 0, 0, 0, 0], -1).long()
-            return src[torch.arange(src.size(0), device=src.device), last][:, None].float()
+            back = torch.arange(self.context - 1, -1, -1, device=src.device)  # (c,): c-1 .. 0 frames before the last
+            index = (last[:, None] - back[None, :]).clamp(min=0)  # (B, c)
+            return src[torch.arange(src.size(0), device=src.device)[:, None], index].float()
         return torch.zeros(src.size(0), 1, *frame_shape, device=src.device)
 
     def loss(self, batch) -> tuple[Tensor, int]:
@@ -103,6 +108,7 @@ class FrameSeq2Seq(EncoderDecoder):
             pred = self._rollout(self.encode(batch.src, batch.src_lengths), start, tgt.size(1))
         else:
             pred, _ = self(batch.src, torch.cat([start, tgt[:, :-1]], dim=1), batch.src_lengths)
+            pred = pred[:, start.size(1) - 1:]  # the outputs for the context frames before the last are not targets
         real = lengths_to_mask(batch.tgt_lengths, tgt.size(1))
         per_frame = best_shift_errors(pred, tgt, real, self.loss_kind, self.slack)  # (B, T)
         return per_frame.masked_fill(~real, 0.0).sum(), int(batch.tgt_lengths.sum())
@@ -145,10 +151,12 @@ def build_model(cfg: ModelConfig, src_vocab: int = 0, tgt_vocab: int = 0, label_
         if frame_shape is None:
             raise UserError(f"model.decoder.kind: {cfg.decoder.kind} needs a task with frame targets "
                             "(video_prediction, text_to_video)")
+        if cfg.decoder.context > 1 and cfg.decoder.start != "last_input":
+            raise UserError("model.decoder.context: reading more than one frame first needs start: last_input")
         if cfg.decoder.start == "last_input" and cfg.encoder.kind != "video":
             raise UserError(f"model.decoder.start: last_input needs a video encoder, not {cfg.encoder.kind}")
         return FrameSeq2Seq(encoder, part.build(cfg.decoder, dims), cfg.decoder.loss, cfg.decoder.start,
-                            cfg.decoder.train_feed, cfg.decoder.slack)
+                            cfg.decoder.train_feed, cfg.decoder.slack, cfg.decoder.context)
     decoder = part.build(cfg.decoder, dims)
     if cfg.tie_output:
         tie_output(decoder)

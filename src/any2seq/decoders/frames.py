@@ -157,6 +157,7 @@ class FramesDecoderConfig:
     start: Literal["blank", "last_input"] = "blank"  # the first frame fed: blank, or the input video's last
     train_feed: Literal["truth", "own"] = "truth"  # fed in training: true frames (teacher forcing) or the
     # decoder's own predictions (free running: trains exactly what rollout does, no exposure bias)
+    context: int = 1  # with start: last_input, how many of the input's last frames the decoder reads first
     slack: int = 0  # the loss forgives a whole-clip displacement of up to this many pixels: for targets
     # whose position the source does not say (text to video); 0 for prediction, where it is determined
 
@@ -164,6 +165,7 @@ class FramesDecoderConfig:
         attention_sizes(self)
         sizes(self, "patch", high=4096)
         sizes(self, "slack", low=0, high=64)
+        sizes(self, "context", high=64)
 
 
 def build(cfg: FramesDecoderConfig, dims: Sizes) -> FramesDecoder:
