@@ -110,7 +110,7 @@ class WarpDecoder(FramesDecoder):
         if not self.draw:  # every pixel comes from the fed frame
             masks = masks[:, :, :-1]
         kernels = kernels.softmax(-1) if self.training else mode(kernels, -1)
-        mix = masks.softmax(2) if self.training or not __import__("os").environ.get("HARDMASK") else mode(masks, 2)
+        mix = masks.softmax(2)  # soft even at prediction: a pixel torn between two motions is a mix, not a shard
         moved = shift_frames(X.float(), kernels.reshape(B, T, self.kernels, k, k))  # (B, T, K, C, H, W)
         mix = mix[:, :, :, None]  # (B, T, K(+1), 1, H, W)
         if not self.draw:
