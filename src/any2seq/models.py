@@ -125,10 +125,15 @@ class FrameSeq2Seq(EncoderDecoder):
         return torch.cat(frames, dim=1)  # (B, n, C, H, W)
 
     @torch.no_grad()
-    def rollout(self, src: Tensor, src_lengths, n_frames: int, frame_shape: tuple[int, int, int]) -> Tensor:
-        """Generate ``n_frames`` frames (B, n, C, H, W), each fed back as the next input."""
+    def rollout(self, src: Tensor, src_lengths, n_frames: int, frame_shape: tuple[int, int, int],
+                generator: torch.Generator | None = None) -> Tensor:
+        """Generate ``n_frames`` frames (B, n, C, H, W), each fed back as the next input; with a
+        ``generator``, a sample of the decoder's distribution instead of its most likely frames."""
         start = self.start_frame(src, src_lengths, frame_shape)
-        return self._rollout(self.encode(src, src_lengths), start, n_frames)
+        state = self.encode(src, src_lengths)
+        if generator is not None:
+            state = self.decoder.sampling(state, generator)
+        return self._rollout(state, start, n_frames)
 
 
 # --- the factory: the registry's builders, then the model around them ---------------------------

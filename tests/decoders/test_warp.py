@@ -73,3 +73,20 @@ def test_the_config_is_registered_and_checked():
     assert (cfg.model.decoder.kernels, cfg.model.decoder.patch) == (3, 4)
     with pytest.raises(UserError, match="model.decoder.kernel_size"):
         config_from_dict({**base, "model": {**base["model"], "decoder": {"kind": "warp", "kernel_size": 4}}})
+
+
+def test_sampled_motions_differ_by_seed_and_repeat_with_it():
+    dec = decoder().eval()
+    with torch.no_grad():  # two equally likely motions: one row down or one column right
+        dec.motion.weight.zero_(), dec.motion.bias.fill_(-30.0)
+        dec.motion.bias.view(2, 5, 5)[:, 3, 2] = 0.0
+        dec.motion.bias.view(2, 5, 5)[:, 2, 3] = 0.0
+    X = torch.rand(8, 1, 1, 16, 16)
+
+    def sample(seed):
+        with torch.no_grad():
+            return dec(X, dec.sampling(state(dec, 8), torch.Generator().manual_seed(seed)))[0]
+
+    assert torch.equal(sample(1), sample(1))
+    assert not torch.equal(sample(1), sample(2))
+    assert 0 <= sample(3).min() and sample(3).max() <= 1

@@ -112,6 +112,12 @@ class FramesDecoder(Decoder):
                      for _ in self.layers],
         }
 
+    def sampling(self, state, generator: torch.Generator):
+        """``state`` for a rollout that samples: a decoder of pixels regressed to their mean has no
+        distribution to draw from; decoders that have one (kind: warp) override this."""
+        raise UserError("--sample: the frames decoder predicts the mean frame and has nothing to sample; "
+                        "a model with decoder kind: warp samples its motions")
+
     def tokens(self, X: Tensor, state) -> Tensor:
         """(B, T, C, H, W) -> (B, T*N, D): each tile's pixels, mapped to the model width."""
         return self.embed(self.to_tiles(X))

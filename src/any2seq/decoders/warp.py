@@ -59,6 +59,13 @@ def mode(logits: Tensor, dim: int) -> Tensor:
     return F.one_hot(logits.argmax(dim), logits.size(dim)).movedim(-1, dim).to(logits.dtype)
 
 
+def draw(logits: Tensor, generator: torch.Generator) -> Tensor:
+    """One-hot at an entry of the last dimension drawn with the softmax's probabilities."""
+    probs = logits.softmax(-1).flatten(0, -2)
+    picked = torch.multinomial(probs.cpu(), 1, generator=generator).to(logits.device)
+    return F.one_hot(picked[:, 0], logits.size(-1)).reshape(logits.shape).to(logits.dtype)
+
+
 class WarpDecoder(FramesDecoder):
     """``FramesDecoder``'s Transformer over tiles, with an output head that predicts, per frame, K
     motion kernels (from the mean of the frame's tile states) and per pixel a softmax over K + 1
@@ -84,7 +91,13 @@ class WarpDecoder(FramesDecoder):
     def init_state(self, enc_outputs, *args):
         state = super().init_state(enc_outputs, *args)
         B = state["memory_mask"].size(0)
-        return {**state, "prev": state["memory_mask"].new_zeros((B, 1, *self.shape), dtype=torch.float32)}
+        return {**state, "prev": state["memory_mask"].new_zeros((B, 1, *self.shape), dtype=torch.float32),
+                "generator": None}
+
+    def sampling(self, state, generator: torch.Generator):
+        """``state`` for a rollout that draws each motion from its kernel instead of taking the mode:
+        different plausible futures, the same ones for the same generator seed."""
+        return {**state, "generator": generator}
 
     def tokens(self, X: Tensor, state) -> Tensor:
         """Tile pixels plus how each tile moved since the frame before it (``motion_evidence``): the
@@ -109,7 +122,12 @@ class WarpDecoder(FramesDecoder):
         masks = self.tiles_to_maps(self.masks(h).float(), self.kernels + 1)  # (B, T, K+1, H, W)
         if not self.draw:  # every pixel comes from the fed frame
             masks = masks[:, :, :-1]
-        kernels = kernels.softmax(-1) if self.training else mode(kernels, -1)
+        if self.training:
+            kernels = kernels.softmax(-1)
+        elif state["generator"] is not None:
+            kernels = draw(kernels, state["generator"])
+        else:
+            kernels = mode(kernels, -1)
         mix = masks.softmax(2)  # soft even at prediction: a pixel torn between two motions is a mix, not a shard
         moved = shift_frames(X.float(), kernels.reshape(B, T, self.kernels, k, k))  # (B, T, K, C, H, W)
         mix = mix[:, :, :, None]  # (B, T, K(+1), 1, H, W)
