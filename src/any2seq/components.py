@@ -21,6 +21,7 @@ COMPONENTS = [
     "decoders.transformer:TRANSFORMER",
     "decoders.rnn:RNN",
     "decoders.frames:FRAMES",
+    "decoders.warp:WARP",  # frames moved by predicted kernels (CDNA)
     # tasks (a config naming none is translation: config.DEFAULT_TASK)
     "tasks.translation:TASK",
     "tasks.text_generation:TASK",

@@ -14,6 +14,7 @@ from .decoders.transformer import TransformerDecoderConfig
 from .errors import UserError
 from .interfaces import (BOS_ID, EOS_ID, PAD_ID, Decoder, Encoder, EncoderDecoder, as_memory, lengths_to_mask,
                          shift_right)
+from .nn.frame_loss import best_shift_errors
 from .nn.loss import linear_cross_entropy
 from .registry import Sizes
 
@@ -84,15 +85,20 @@ class FrameSeq2Seq(EncoderDecoder):
     """
 
     def __init__(self, encoder: Encoder, decoder: Decoder, loss: str = "mse", start: str = "blank",
-                 train_feed: str = "truth"):
+                 train_feed: str = "truth", slack: int = 0, context: int = 1):
         super().__init__(encoder, decoder)
-        self.loss_kind, self.start, self.train_feed = loss, start, train_feed
+        self.loss_kind, self.start, self.train_feed, self.slack = loss, start, train_feed, slack
+        self.context = context
 
     def start_frame(self, src: Tensor, src_lengths, frame_shape) -> Tensor:
-        """(B, 1, C, H, W): what the decoder reads first."""
+        """(B, c, C, H, W): what the decoder reads first: a blank frame, or the source video's last
+        ``context`` frames (the first repeated where a video is shorter); its last output is the first
+        predicted frame."""
         if self.start == "last_input":  # src is a video (B, F, C, H, W)
             last = (src_lengths - 1) if src_lengths is not None else torch.full_like(src[:, 0, 0, 0, 0], -1).long()
-            return src[torch.arange(src.size(0), device=src.device), last][:, None].float()
+            back = torch.arange(self.context - 1, -1, -1, device=src.device)  # (c,): c-1 .. 0 frames before the last
+            index = (last[:, None] - back[None, :]).clamp(min=0)  # (B, c)
+            return src[torch.arange(src.size(0), device=src.device)[:, None], index].float()
         return torch.zeros(src.size(0), 1, *frame_shape, device=src.device)
 
     def loss(self, batch) -> tuple[Tensor, int]:
@@ -103,9 +109,9 @@ class FrameSeq2Seq(EncoderDecoder):
             pred = self._rollout(self.encode(batch.src, batch.src_lengths), start, tgt.size(1))
         else:
             pred, _ = self(batch.src, torch.cat([start, tgt[:, :-1]], dim=1), batch.src_lengths)
-        diff = (pred.float() - tgt).flatten(2)
-        per_frame = diff.square().mean(-1) if self.loss_kind == "mse" else diff.abs().mean(-1)  # (B, T)
-        real = lengths_to_mask(batch.tgt_lengths, per_frame.size(1))
+            pred = pred[:, start.size(1) - 1:]  # the outputs for the context frames before the last are not targets
+        real = lengths_to_mask(batch.tgt_lengths, tgt.size(1))
+        per_frame = best_shift_errors(pred, tgt, real, self.loss_kind, self.slack)  # (B, T)
         return per_frame.masked_fill(~real, 0.0).sum(), int(batch.tgt_lengths.sum())
 
     def encode(self, src: Tensor, src_lengths):
@@ -120,10 +126,15 @@ class FrameSeq2Seq(EncoderDecoder):
         return torch.cat(frames, dim=1)  # (B, n, C, H, W)
 
     @torch.no_grad()
-    def rollout(self, src: Tensor, src_lengths, n_frames: int, frame_shape: tuple[int, int, int]) -> Tensor:
-        """Generate ``n_frames`` frames (B, n, C, H, W), each fed back as the next input."""
+    def rollout(self, src: Tensor, src_lengths, n_frames: int, frame_shape: tuple[int, int, int],
+                generator: torch.Generator | None = None) -> Tensor:
+        """Generate ``n_frames`` frames (B, n, C, H, W), each fed back as the next input; with a
+        ``generator``, a sample of the decoder's distribution instead of its most likely frames."""
         start = self.start_frame(src, src_lengths, frame_shape)
-        return self._rollout(self.encode(src, src_lengths), start, n_frames)
+        state = self.encode(src, src_lengths)
+        if generator is not None:
+            state = self.decoder.sampling(state, generator)
+        return self._rollout(state, start, n_frames)
 
 
 # --- the factory: the registry's builders, then the model around them ---------------------------
@@ -146,10 +157,12 @@ def build_model(cfg: ModelConfig, src_vocab: int = 0, tgt_vocab: int = 0, label_
         if frame_shape is None:
             raise UserError(f"model.decoder.kind: {cfg.decoder.kind} makes frames, and this task's targets are "
                             "tokens: use a token decoder, or a task with frame targets")
+        if cfg.decoder.context > 1 and cfg.decoder.start != "last_input":
+            raise UserError("model.decoder.context: reading more than one frame first needs start: last_input")
         if cfg.decoder.start == "last_input" and cfg.encoder.kind != "video":
             raise UserError(f"model.decoder.start: last_input needs a video encoder, not {cfg.encoder.kind}")
         return FrameSeq2Seq(encoder, part.build(cfg.decoder, dims), loss=cfg.decoder.loss, start=cfg.decoder.start,
-                            train_feed=cfg.decoder.train_feed)
+                            train_feed=cfg.decoder.train_feed, slack=cfg.decoder.slack, context=cfg.decoder.context)
     decoder = part.build(cfg.decoder, dims)
     if cfg.tie_output:
         tie_output(decoder)

@@ -78,6 +78,16 @@ class FramesDecoder(Decoder):
                      for _ in self.layers],
         }
 
+    def sampling(self, state, generator: torch.Generator):
+        """``state`` for a rollout that samples: a decoder of pixels regressed to their mean has no
+        distribution to draw from; decoders that have one (kind: warp) override this."""
+        raise UserError("--sample: the frames decoder predicts the mean frame and has nothing to sample; "
+                        "a model with decoder kind: warp samples its motions")
+
+    def tokens(self, X: Tensor, state) -> Tensor:
+        """(B, T, C, H, W) -> (B, T*N, D): each tile's pixels, mapped to the model width."""
+        return self.embed(self.to_tiles(X))
+
     def positions(self, start: int, frames: int) -> Tensor:
         """(frames*N, D): tile position plus frame index for frames start..start+frames-1."""
         # past the table, rows computed for this call: nothing is cached on self while rollouts share the model
@@ -97,7 +107,7 @@ class FramesDecoder(Decoder):
         if tuple(X.shape[2:]) != self.shape:
             raise ValueError(f"frames of shape {tuple(X.shape[2:])}, decoder built for {self.shape}")
         offset = state["self"][0].length  # tiles so far
-        x = self.drop(self.embed(self.to_tiles(X)) + self.positions(offset // self.per_frame, X.size(1)))
+        x = self.drop(self.tokens(X, state) + self.positions(offset // self.per_frame, X.size(1)))
         # x: (B, T*N, D). Built once per call for every layer; all True when one frame is fed, but
         # passed even then: without a mask, DecoderLayer's self-attention is token-causal
         mask = frame_causal_mask(x.size(1), offset, self.per_frame, x.device)
@@ -117,10 +127,15 @@ class FramesDecoderConfig(LayerStackConfig):
     start: Literal["blank", "last_input"] = "blank"  # the first frame fed: blank, or the input video's last
     train_feed: Literal["truth", "own"] = "truth"  # fed in training: true frames (teacher forcing) or the
     # decoder's own predictions (free running: trains exactly what rollout does, no exposure bias)
+    context: int = 1  # with start: last_input, how many of the input's last frames the decoder reads first
+    slack: int = 0  # the loss forgives a whole-clip displacement of up to this many pixels: for targets
+    # whose position the source does not say (text to video); 0 for prediction, where it is determined
 
     def check(self):
         super().check()
         sizes(self, "patch", high=4096)
+        sizes(self, "slack", low=0, high=64)
+        sizes(self, "context", high=64)
 
 
 def build(cfg: FramesDecoderConfig, dims: Sizes) -> FramesDecoder:
