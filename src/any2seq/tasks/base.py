@@ -230,9 +230,11 @@ class FramesOutputTask(Task):
         return BatchStream(self.source_items(cfg, toks, sources), self.target_items(cfg, toks, frames),
                            cfg.train.batch_tokens, cfg.train.seed, tuple(position))
 
-    def rollout(self, model, src: Items, cfg, device, progress=False) -> np.ndarray:
-        """Generated frames (N, T, C, H, W) for every source, in input order."""
+    def rollout(self, model, src: Items, cfg, device, progress=False, seed: int | None = None) -> np.ndarray:
+        """Generated frames (N, T, C, H, W) for every source, in input order; with a ``seed``, sampled
+        (the decoder's ``sampling``), the same frames for the same seed."""
         model.eval()
+        generator = None if seed is None else torch.Generator().manual_seed(seed)
         out = np.zeros((len(src), self.n_frames(cfg), *self.frame_shape(cfg)), dtype=np.float32)
         order = np.argsort(-src.lengths, kind="stable")
         rows = max(1, cfg.decode.batch_tokens // max(int(src.lengths.max(initial=1)) + self.n_frames(cfg), 1))
@@ -241,7 +243,7 @@ class FramesOutputTask(Task):
             x, lengths = pad_items(src, chunk, eos=False)
             with torch.inference_mode():
                 frames = model.rollout(x.to(device), None if lengths is None else lengths.to(device),
-                                       self.n_frames(cfg), self.frame_shape(cfg))
+                                       self.n_frames(cfg), self.frame_shape(cfg), generator=generator)
             out[chunk] = frames.cpu().numpy()
         return out
 
@@ -250,7 +252,8 @@ class FramesOutputTask(Task):
         return self.score(pred, targets, sources, cfg, split), pred
 
     def predict(self, model, toks, cfg, inputs, opts, device="cpu", progress=False):
-        pred = self.rollout(model, self.source_items(cfg, toks, inputs), cfg, device, progress)
+        seed = opts.seed if opts.sample else None
+        pred = self.rollout(model, self.source_items(cfg, toks, inputs), cfg, device, progress, seed)
         return [{"frames": p} for p in pred]
 
 
