@@ -612,7 +612,7 @@ def cmd_serve(args) -> int:
 
 def cmd_plot(args) -> int:
     if args.plot == "attention":
-        from .attention import cmd_plot_attention
+        from .attention_maps import cmd_plot_attention
 
         return cmd_plot_attention(args.model, args.inputs, args.out, args.layer, args.head)
     from .plots import cmd_plot_curves

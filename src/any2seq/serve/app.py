@@ -20,7 +20,7 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 from starlette.exceptions import HTTPException
 
-from ..attention import attention_maps, has_attention
+from ..attention_maps import attention_maps, has_attention
 from ..errors import UserError
 from .batcher import Batcher
 from .edges import BodyLimit, disconnected, error_responses, form_value, parse_json
