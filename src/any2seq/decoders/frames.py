@@ -74,7 +74,7 @@ class FramesDecoder(Decoder):
         return {
             "memory_mask": memory.mask,
             "cross": [layer.cross_attn.project(memory.states) for layer in self.layers],
-            "self": [KVCache.empty(B, H, self.norm.normalized_shape[0] // H, memory.states, memory.states.dtype)
+            "self": [KVCache.empty(B, H, self.norm.normalized_shape[0] // H, memory.states, dtype=memory.states.dtype)
                      for _ in self.layers],
         }
 
