@@ -3,8 +3,7 @@
 A decoding step multiplies a few dozen to a few hundred rows by each weight matrix. At that size
 PyTorch's plain CPU matmul spends much of its time preparing the weight's layout on every call;
 oneDNN can prepare it once (the same prepacking ``torch.compile`` does when it freezes a CPU
-model). Measured on this project's 2-core VM, the 256 x 8000 output layer: 32 rows 1,374 -> 624 us
-(fp32), 424 -> 324 us (bf16); 160 rows 4,891 -> 3,354 us (fp32), 1,866 -> 1,690 us (bf16).
+model); what it saved where it was measured is in benchmarks/README.md, "Figures behind the code".
 
 ``pack_linears(model)`` swaps every ``nn.Linear`` for a ``PackedLinear`` that keeps the original
 ``weight`` and ``bias`` (state dicts, tied weights and the fused loss see them unchanged) and
