@@ -61,10 +61,12 @@ class FramesDecoder(Decoder):
         x = frames.reshape(B, T, C, gh, p, gw, p).permute(0, 1, 3, 5, 2, 4, 6)  # (B, T, gh, gw, C, p, p)
         return x.reshape(B, T * gh * gw, C * p * p)
 
-    def from_tiles(self, tiles: Tensor) -> Tensor:
-        """(B, T*N, C*p*p) -> (B, T, C, H, W), the inverse of ``to_tiles``."""
+    def from_tiles(self, tiles: Tensor, channels: int | None = None) -> Tensor:
+        """(B, T*N, C*p*p) -> (B, T, C, H, W), the inverse of ``to_tiles``; ``channels`` for per-tile
+        outputs other than pixels (C = the frames' channels by default)."""
         B = tiles.size(0)
-        (C, H, W), (gh, gw), p = self.shape, self.grid, self.patch
+        (_, H, W), (gh, gw), p = self.shape, self.grid, self.patch
+        C = self.shape[0] if channels is None else channels
         x = tiles.reshape(B, -1, gh, gw, C, p, p).permute(0, 1, 4, 2, 5, 3, 6)  # (B, T, C, gh, p, gw, p)
         return x.reshape(B, -1, C, H, W)
 

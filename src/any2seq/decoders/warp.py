@@ -18,8 +18,8 @@ from torch import Tensor, nn
 
 from ..config_checks import require, sizes
 from ..errors import UserError
-from ..registry import DecoderPart, Sizes
 from ..nn.frame_loss import displaced
+from ..registry import DecoderPart, Sizes
 from .frames import FramesDecoder, FramesDecoderConfig
 
 
@@ -45,6 +45,7 @@ def motion_evidence(X: Tensor, prev: Tensor, patch: int, radius: int) -> Tensor:
     there (all zeros where the frame before is blank: the first frame of a clip)."""
     B, T, C, H, W = X.shape
     before = torch.cat([prev.to(X.dtype), X[:, :-1]], 1)
+    # a loop of shifted products: F.unfold's all-at-once windows measured slower at a training batch
     shifts = [(dy, dx) for dy in range(-radius, radius + 1) for dx in range(-radius, radius + 1)]
     products = torch.stack([(X * displaced(before, dy, dx)).sum(2) for dy, dx in shifts], -1)  # (B, T, H, W, S)
     gh, gw = H // patch, W // patch
@@ -105,13 +106,6 @@ class WarpDecoder(FramesDecoder):
         evidence = motion_evidence(X.float(), state["prev"], self.patch, self.kernel_size // 2)
         return super().tokens(X, state) + self.evidence(evidence.to(X.dtype)).flatten(1, 2)
 
-    def tiles_to_maps(self, tiles: Tensor, maps: int) -> Tensor:
-        """(B, T*N, maps*p*p) -> (B, T, maps, H, W): per-tile outputs laid out as full-frame maps."""
-        B = tiles.size(0)
-        (_, H, W), (gh, gw), p = self.shape, self.grid, self.patch
-        x = tiles.reshape(B, -1, gh, gw, maps, p, p).permute(0, 1, 4, 2, 5, 3, 6)
-        return x.reshape(B, -1, maps, H, W)
-
     def forward(self, X: Tensor, state):
         h, state = self.hidden(X, state)  # (B, T*N, D)
         state = {**state, "prev": X[:, -1:].float()}
@@ -119,7 +113,7 @@ class WarpDecoder(FramesDecoder):
         k = self.kernel_size
         pooled = h.reshape(B, T, self.per_frame, -1).mean(2)  # (B, T, D)
         kernels = self.motion(pooled).float().reshape(B, T, self.kernels, k * k)
-        masks = self.tiles_to_maps(self.masks(h).float(), self.kernels + 1)  # (B, T, K+1, H, W)
+        masks = self.from_tiles(self.masks(h).float(), self.kernels + 1)  # (B, T, K+1, H, W)
         if not self.draw:  # every pixel comes from the fed frame
             masks = masks[:, :, :-1]
         if self.training:
@@ -128,13 +122,13 @@ class WarpDecoder(FramesDecoder):
             kernels = draw(kernels, state["generator"])
         else:
             kernels = mode(kernels, -1)
-        mix = masks.softmax(2)  # soft even at prediction: a pixel torn between two motions is a mix, not a shard
         moved = shift_frames(X.float(), kernels.reshape(B, T, self.kernels, k, k))  # (B, T, K, C, H, W)
-        mix = mix[:, :, :, None]  # (B, T, K(+1), 1, H, W)
-        if not self.draw:
-            return (mix * moved).sum(2).to(h.dtype), state
-        drawn = self.from_tiles(torch.sigmoid(self.proj(h).float()))  # (B, T, C, H, W)
-        return ((mix[:, :, :-1] * moved).sum(2) + mix[:, :, -1] * drawn).to(h.dtype), state
+        # masks soft even at prediction: a pixel torn between two motions is a mix, not a shard
+        mix = masks.softmax(2)[:, :, :, None]  # (B, T, K(+1), 1, H, W)
+        frames = (mix[:, :, : self.kernels] * moved).sum(2)
+        if self.draw:
+            frames = frames + mix[:, :, -1] * self.from_tiles(torch.sigmoid(self.proj(h).float()))
+        return frames.to(h.dtype), state
 
 
 @dataclass(frozen=True)
