@@ -39,7 +39,8 @@ def test_every_system_precision_and_search_has_a_row(bench):
                     for system, precisions in (("hf", ("fp32", "bf16-autocast", "bf16")),
                                                ("any2seq", ("fp32", "bf16", "auto")))
                     for precision in precisions}
-    assert all("error" not in r and r["sentences"] == N and r["sent_per_s"] > 0 for r in result["rows"])
+    assert all("error" not in r and r["sentences"] == N for r in result["rows"])
+    assert all({"seconds", "sent_per_s", "tokens_per_s"} <= set(r) for r in result["rows"])  # reported, not judged
     assert result["cpu"] and result["shape"]["d_model"] == 32 and result["settings"]["max_len"] == MAX_LEN
     assert set(result["best"]) == {"greedy", "beam5"}
     assert "| any2seq | fp32 | beam5 |" in stdout and "beam5: any2seq (" in stdout
