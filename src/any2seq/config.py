@@ -115,10 +115,15 @@ class SpeechDataConfig:
     noise: float = 0.0  # std of Gaussian noise added to training utterances
     speed: float = 0.0  # training: each recording played at a speed in [1 - speed, 1 + speed] (tempo and pitch)
     held_out_speaker: str = ""  # a speaker left out of training entirely (reported as its own test)
+    synthetic: float = 0.0  # training: share of the digits said by espeak-ng voices instead (when it is installed)
+    synthetic_voices: int = 200  # how many synthetic voices (accent, variant, pitch, rate) say them
 
     def check(self):
         _require(1 <= self.min_digits <= self.max_digits, "min_digits", "must be in [1, max_digits]")
         _require(0.0 <= self.speed < 0.5, "speed", f"must be in [0, 0.5), got {self.speed}")
+        _require(0.0 <= self.synthetic <= 1.0, "synthetic", f"must be in [0, 1], got {self.synthetic}")
+        _require(1 <= self.synthetic_voices <= 10_000, "synthetic_voices",
+                 f"must be in [1, 10000], got {self.synthetic_voices}")
 
 
 @dataclass(frozen=True)

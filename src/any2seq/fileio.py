@@ -19,6 +19,12 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def user_cache() -> Path:
+    """any2seq's folder in the user's cache ($XDG_CACHE_HOME or ~/.cache): measured verdicts,
+    trained helpers, generated data; anything in it can be deleted and is made again."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "any2seq"
+
+
 def atomic_write(path: Path, data: bytes | str) -> None:
     """Write to a temporary name in the same folder, fsync, rename over ``path``, fsync the folder."""
     path = Path(path)

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .errors import UserError
+from .fileio import user_cache
 
 Precision = Literal["fp32", "bf16"]
 PRECISIONS = ("auto", "fp32", "bf16")
@@ -190,8 +191,7 @@ def _cache_key(shapes, rows: int, train: bool) -> str:
 
 
 def _cache_path() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "any2seq" / "precision.json"
+    return user_cache() / "precision.json"
 
 
 def _read_cache() -> dict:

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from functools import lru_cache
 from pathlib import Path
 
@@ -31,6 +30,7 @@ import torch
 from torch import nn
 
 from .data.video import scaled_scans
+from .fileio import user_cache
 
 NONE = 10  # the "no single digit" class
 RECIPE = {"version": 1, "seed": 1998, "examples": 8000, "epochs": 4, "batch": 128, "lr": 1e-2,
@@ -150,8 +150,7 @@ def train_reader(canvas: int, size: int) -> DigitReader:
 def cache_path(canvas: int, size: int) -> Path:
     recipe = json.dumps([RECIPE, canvas, size, torch.__version__], sort_keys=True)
     key = hashlib.sha256(recipe.encode()).hexdigest()[:16]
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "any2seq" / f"reader-{key}.safetensors"
+    return user_cache() / f"reader-{key}.safetensors"
 
 
 @lru_cache(maxsize=4)

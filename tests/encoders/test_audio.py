@@ -6,18 +6,21 @@ import typing
 import pytest
 import torch
 
-from any2seq.encoders.audio import AudioEncoder, AudioEncoderConfig, frames_after, mel_filterbank, spec_augment
+from any2seq.encoders.audio import (AudioEncoder, AudioEncoderConfig, frames_after, mel_filterbank, spec_augment,
+                                    vtlp_warp)
+from any2seq.config_checks import Invalid
 from any2seq.interfaces import Memory
 
 HOP = 16
 STACKS = typing.get_args(typing.get_type_hints(AudioEncoderConfig)["stack"])  # every stack a config may name
 
 
-def encoder(stack: str = "transformer", subsample: int = 4, masks: int = 2, dropout: float = 0.0) -> AudioEncoder:
+def encoder(stack: str = "transformer", subsample: int = 4, masks: int = 2, dropout: float = 0.0,
+            vtlp: float = 0.0) -> AudioEncoder:
     torch.manual_seed(0)
     return AudioEncoder(sample_rate=8000, n_fft=64, hop=HOP, n_mels=16, freq_masks=masks, freq_mask_width=4,
                         time_masks=masks, time_mask_width=6, subsample=subsample, stack=stack, d_model=32,
-                        layers=2, heads=2, ff=64, dropout=dropout)
+                        layers=2, heads=2, ff=64, dropout=dropout, vtlp=vtlp)
 
 
 def batch(lengths: list[int], extra: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -76,6 +79,40 @@ def test_features_are_normalised_over_real_frames_only():
 def test_every_mel_filter_sees_some_frequency():
     fb = mel_filterbank(8000, 256, 64)  # the recipe's defaults
     assert fb.shape == (129, 64) and (fb >= 0).all() and (fb.sum(0) > 0).all()
+
+
+@pytest.mark.parametrize("alpha", [0.8, 0.9, 1.1, 1.2])
+def test_vtlp_warp_scales_low_frequencies_and_keeps_the_band(alpha):
+    freqs = torch.linspace(0, 4000, 401, dtype=torch.float64)
+    warped = vtlp_warp(freqs, alpha, 4000.0)
+    assert warped[0] == 0 and abs(float(warped[-1]) - 4000) < 1e-9  # nothing leaves the spectrum
+    assert (warped.diff() > 0).all()  # monotonic: no two frequencies swap
+    low = freqs < 2000
+    torch.testing.assert_close(warped[low], freqs[low] * alpha)  # formants move by alpha
+
+
+def test_vtlp_filterbank_moves_each_filter_by_the_warp():
+    sample_rate, n_fft = 8000, 256
+    bins = torch.linspace(0, sample_rate / 2, n_fft // 2 + 1)
+    plain, higher = mel_filterbank(sample_rate, n_fft, 32), mel_filterbank(sample_rate, n_fft, 32, warp=1.2)
+    centre = (plain * bins[:, None]).sum(0) / plain.sum(0)  # (M,) each filter's mean frequency
+    seen = (higher * bins[:, None]).sum(0) / higher.sum(0)
+    low = centre < 2000  # below the warp's knee a filter listens 1.2 times lower in the spectrum
+    torch.testing.assert_close(seen[low] * 1.2, centre[low], rtol=0.05, atol=20.0)
+    assert torch.equal(mel_filterbank(sample_rate, n_fft, 32, warp=1.0), plain)
+
+
+def test_vtlp_only_in_training():
+    warped, plain = encoder(masks=0, vtlp=0.2), encoder(masks=0)
+    assert warped.warped_mels.shape == (9, 33, 16) and plain.warped_mels.numel() == 0
+    assert "warped_mels" not in warped.state_dict()  # made at build, never saved
+    src, lengths = batch([800, 500])
+    torch.testing.assert_close(warped.eval()(src, lengths).states, plain.eval()(src, lengths).states)
+    warped.train()
+    feats = {tuple(warped.features(src, lengths)[0][0, :, 3].tolist()) for _ in range(12)}
+    assert len(feats) > 1  # each draw may warp the utterance differently
+    with pytest.raises(Invalid, match="0.5"):
+        AudioEncoderConfig(vtlp=0.5).check()
 
 
 def masked_features() -> tuple[torch.Tensor, torch.Tensor]:

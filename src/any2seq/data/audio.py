@@ -11,6 +11,7 @@ import zipfile
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -81,14 +82,28 @@ def split_recordings(recordings: list[Recording], split: str, held_out_speaker: 
             and (r.index in indices if indices is not None else r.index >= 10)]
 
 
+@dataclass(frozen=True)
+class Synthetic:
+    """Recordings of other (synthetic) speakers, and the share of an utterance's digits they say."""
+    recordings: tuple[Recording, ...] = ()
+    share: float = 0.0
+
+    def by_digit(self) -> dict[int, list[Recording]]:
+        return {d: [r for r in self.recordings if r.digit == d] for d in {r.digit for r in self.recordings}}
+
+
 def make_utterance(recordings: list[Recording], rng: np.random.Generator, min_digits: int = 1,
                    max_digits: int = 7, silence: tuple[float, float] = (0.05, 0.3), noise: float = 0.0,
-                   sample_rate: int = 8000, speed: float = 0.0) -> tuple[np.ndarray, str]:
+                   sample_rate: int = 8000, speed: float = 0.0,
+                   voices: Callable[[Recording], Recording] | None = None) -> tuple[np.ndarray, str]:
     """1-7 random recordings joined with random silences between and around them -> (N,) float32, words.
 
     ``noise``: the largest standard deviation of the white noise added; each utterance draws its own.
+    ``voices`` may hand each pick to another speaker saying the same digit (``Synthetic``).
     """
     picks = [recordings[i] for i in rng.integers(0, len(recordings), rng.integers(min_digits, max_digits + 1))]
+    if voices is not None:
+        picks = [voices(rec) for rec in picks]
     gaps = rng.uniform(silence[0], silence[1], len(picks) + 1)  # seconds
     parts = [np.zeros(int(gaps[0] * sample_rate + 0.5), np.float32)]
     for rec, gap in zip(picks, gaps[1:]):
@@ -111,14 +126,24 @@ def change_speed(wave: np.ndarray, factor: float) -> np.ndarray:
 
 def make_utterances(recordings: list[Recording], n: int, seed: int, min_digits: int = 1, max_digits: int = 7,
                     silence: tuple[float, float] = (0.05, 0.3), noise: float = 0.0,
-                    sample_rate: int = 8000, speed: float = 0.0) -> list[tuple[np.ndarray, str]]:
+                    sample_rate: int = 8000, speed: float = 0.0,
+                    synthetic: Synthetic = Synthetic()) -> list[tuple[np.ndarray, str]]:
     """``n`` utterances (waveform, transcript such as "three one four"), the same for the same seed."""
     if not recordings:
         raise ValueError("no recordings to join into utterances")
     if not 1 <= min_digits <= max_digits:
         raise ValueError(f"need 1 <= min_digits <= max_digits, got {min_digits} and {max_digits}")
     rng = np.random.default_rng(seed)
-    return [make_utterance(recordings, rng, min_digits, max_digits, silence, noise, sample_rate, speed)
+    voices = None
+    if synthetic.recordings and synthetic.share > 0:
+        # a generator of its own: the words, silences and noise stay those of the same seed without voices
+        voice_rng, by_digit = np.random.default_rng([seed, 1]), synthetic.by_digit()
+
+        def voices(rec: Recording) -> Recording:
+            same = by_digit.get(rec.digit)
+            return same[voice_rng.integers(len(same))] if same and voice_rng.random() < synthetic.share else rec
+
+    return [make_utterance(recordings, rng, min_digits, max_digits, silence, noise, sample_rate, speed, voices)
             for _ in range(n)]
 
 

@@ -18,6 +18,7 @@ from ..nn.embedding import sinusoids
 from ..nn.transformer import EncoderLayer
 from ..registry import EncoderPart, Sizes
 
+VTLP_STEPS = 9  # warp factors precomputed, evenly spaced in [1 - vtlp, 1 + vtlp]
 CONV_CHANNELS = 32  # channels of the subsampling convolutions: 256 would cost 3x the whole stack on CPU
 # log(mel + 1e-3): silence stays finite, and digital zeros land near a quiet room's noise floor
 # instead of ~10 nats below it, which per-utterance normalisation would stretch into the speech range
@@ -32,9 +33,23 @@ def mel_to_hz(m):
     return 700.0 * (10.0 ** (m / 2595.0) - 1.0)
 
 
-def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int) -> Tensor:
-    """(n_fft // 2 + 1, n_mels) triangular filters, equally spaced on the HTK mel scale, 0 to Nyquist."""
+def vtlp_warp(freqs: Tensor, alpha: float, nyquist: float, boundary: float = 0.8) -> Tensor:
+    """Frequencies scaled by ``alpha`` as a vocal tract ``alpha`` times shorter would place them
+    (vocal tract length perturbation, Jaitly & Hinton, 2013): linear up to a boundary, then a
+    second line that keeps Nyquist at Nyquist, so no band leaves the spectrum or stays empty."""
+    knee = boundary * nyquist * min(alpha, 1.0) / alpha  # input frequency where the slope changes
+    high = nyquist - (nyquist - boundary * nyquist * min(alpha, 1.0)) / (nyquist - knee) * (nyquist - freqs)
+    return torch.where(freqs <= knee, freqs * alpha, high)
+
+
+def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, warp: float = 1.0) -> Tensor:
+    """(n_fft // 2 + 1, n_mels) triangular filters, equally spaced on the HTK mel scale, 0 to Nyquist.
+
+    ``warp`` != 1 reads each FFT bin at its VTLP-warped frequency: the filters then see the
+    spectrum of a speaker whose formants sit ``warp`` times higher."""
     bins = torch.linspace(0, sample_rate / 2, n_fft // 2 + 1, dtype=torch.float64)  # (F,) Hz
+    if warp != 1.0:
+        bins = vtlp_warp(bins, warp, sample_rate / 2)
     edges = mel_to_hz(torch.linspace(0, float(hz_to_mel(torch.tensor(sample_rate / 2.0))), n_mels + 2,
                                      dtype=torch.float64))  # (M + 2,) Hz
     lo, mid, hi = edges[:-2], edges[1:-1], edges[2:]  # (M,) each
@@ -116,7 +131,7 @@ class AudioEncoder(Encoder):
 
     def __init__(self, sample_rate: int, n_fft: int, hop: int, n_mels: int, freq_masks: int,
                  freq_mask_width: int, time_masks: int, time_mask_width: int, subsample: int, stack: str,
-                 d_model: int, layers: int, heads: int, ff: int, dropout: float):
+                 d_model: int, layers: int, heads: int, ff: int, dropout: float, vtlp: float = 0.0):
         super().__init__()
         if stack not in STACKS:
             raise ValueError(f"stack must be one of {sorted(STACKS)}, got {stack!r}")
@@ -126,6 +141,10 @@ class AudioEncoder(Encoder):
         self.masks = (freq_masks, freq_mask_width, time_masks, time_mask_width)
         self.register_buffer("window", torch.hann_window(n_fft), persistent=False)
         self.register_buffer("mel", mel_filterbank(sample_rate, n_fft, n_mels), persistent=False)
+        # training draws one of these per utterance; the filterbanks are fixed, so none is learned or saved
+        warps = torch.linspace(1 - vtlp, 1 + vtlp, VTLP_STEPS).tolist() if vtlp > 0 else []
+        self.register_buffer("warped_mels", torch.stack([mel_filterbank(sample_rate, n_fft, n_mels, a) for a in warps])
+                             if warps else torch.empty(0), persistent=False)  # (K, F, M)
         self.convs = nn.ModuleList()
         channels, height = 1, n_mels
         for _ in range(int(math.log2(subsample))):
@@ -151,12 +170,18 @@ class AudioEncoder(Encoder):
             spec = torch.stft(src, self.n_fft, self.hop, window=self.window, center=True,
                               pad_mode="constant", return_complex=True)  # (B, F, T)
             power = spec.real ** 2 + spec.imag ** 2
-            feats = torch.log(power.transpose(1, 2) @ self.mel + LOG_FLOOR)  # (B, T, M)
+            feats = torch.log(power.transpose(1, 2) @ self.filterbanks(src.size(0)) + LOG_FLOOR)  # (B, T, M)
         mask = lengths_to_mask(lengths, feats.size(1))[:, :, None].to(feats.dtype)  # (B, T, 1)
         n = lengths[:, None, None].to(feats.dtype)
         mean = (feats * mask).sum(1, keepdim=True) / n  # (B, 1, M) over real frames only
         var = ((feats - mean) ** 2 * mask).sum(1, keepdim=True) / n
         return (feats - mean) / torch.sqrt(var + 1e-5) * mask, lengths
+
+    def filterbanks(self, batch: int) -> Tensor:
+        """(F, M) mel filters, or in training with VTLP (B, F, M): a random warp per utterance."""
+        if not (self.training and self.warped_mels.numel()):
+            return self.mel
+        return self.warped_mels[torch.randint(0, self.warped_mels.size(0), (batch,), device=self.mel.device)]
 
     def subsample_frames(self, feats: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
         """(B, T, M) -> (B, T', C * M'); padded positions are zeroed after every convolution so
@@ -198,6 +223,7 @@ class AudioEncoderConfig(EncoderConfig):
     heads: int = 4
     ff: int = 1024
     dropout: float = 0.1
+    vtlp: float = 0.0  # training: each utterance's frequencies warped by a factor in [1 - vtlp, 1 + vtlp]
 
     def memory_length(self, size: int) -> int:
         return 1 + size // (self.hop * self.subsample)  # frames_after's: ceil(f / 2) per conv is ceil(f / subsample)
@@ -209,13 +235,15 @@ class AudioEncoderConfig(EncoderConfig):
         sizes(self, "n_fft n_mels", high=1 << 16)
         require(0 < self.hop <= self.n_fft, "hop", f"must be in (0, n_fft={self.n_fft}]")
         sizes(self, "freq_masks freq_mask_width time_masks time_mask_width", low=0, high=1 << 16)
+        require(0.0 <= self.vtlp < 0.5, "vtlp", f"must be in [0, 0.5), got {self.vtlp}")
 
 
 def build(cfg: AudioEncoderConfig, dims: Sizes) -> AudioEncoder:
     return AudioEncoder(cfg.sample_rate, cfg.n_fft, cfg.hop, cfg.n_mels, freq_masks=cfg.freq_masks,
                         freq_mask_width=cfg.freq_mask_width, time_masks=cfg.time_masks,
                         time_mask_width=cfg.time_mask_width, subsample=cfg.subsample, stack=cfg.stack,
-                        d_model=cfg.d_model, layers=cfg.layers, heads=cfg.heads, ff=cfg.ff, dropout=cfg.dropout)
+                        d_model=cfg.d_model, layers=cfg.layers, heads=cfg.heads, ff=cfg.ff, dropout=cfg.dropout,
+                        vtlp=cfg.vtlp)
 
 
 AUDIO = EncoderPart(AudioEncoderConfig, build)

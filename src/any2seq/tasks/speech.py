@@ -9,7 +9,8 @@ import numpy as np
 
 from ..config import SpeechDataConfig
 from ..data import Items
-from ..data.audio import SPLITS, fsdd_recordings, make_utterances, split_recordings
+from ..data.audio import SPLITS, Synthetic, fsdd_recordings, make_utterances, split_recordings
+from ..data.synthetic_voices import synthetic_recordings
 from ..data.audio_io import read_audio
 from ..errors import UserError
 from ..interfaces import encoder_config
@@ -25,12 +26,20 @@ def _recordings(root: str):
 
 @lru_cache(maxsize=8)
 def _utterances(root: str, split: str, n: int, seed: int, min_digits: int, max_digits: int, noise: float,
-                held_out_speaker: str, sample_rate: int, speed: float = 0.0):
+                held_out_speaker: str, sample_rate: int, speed: float = 0.0, synthetic: Synthetic = Synthetic()):
     recordings = split_recordings(_recordings(root), split, held_out_speaker)
     # every split draws from its own generator: the same seed never makes the same sequences twice
     utterances = make_utterances(recordings, n, seed * 1000 + SPLITS.index(split), min_digits, max_digits,
-                                 noise=noise, sample_rate=sample_rate, speed=speed)
+                                 noise=noise, sample_rate=sample_rate, speed=speed, synthetic=synthetic)
     return [u[0] for u in utterances], [u[1] for u in utterances]
+
+
+@lru_cache(maxsize=4)
+def _synthetic(d: SpeechDataConfig) -> Synthetic:
+    """The training split's synthetic speakers: none unless data.synthetic asks (or without espeak-ng)."""
+    if d.synthetic <= 0:
+        return Synthetic()
+    return Synthetic(tuple(synthetic_recordings(d.synthetic_voices, d.seed, d.sample_rate)), d.synthetic)
 
 
 def check_speech_split(split: str) -> str:
@@ -51,9 +60,10 @@ class Speech(TextOutputTask):
         if check_speech_split(split) == "held_out" and not d.held_out_speaker:
             raise UserError("--split held_out: this model's config has no data.held_out_speaker")
         n = {"train": d.n_train, "valid": d.n_valid}.get(split, d.n_test)
-        waves, words = _utterances(d.root, split, n, d.seed, d.min_digits, d.max_digits,
-                                   d.noise if split == "train" else 0.0, d.held_out_speaker, d.sample_rate,
-                                   d.speed if split == "train" else 0.0)
+        train = split == "train"  # augmentation and synthetic voices are for training only
+        waves, words = _utterances(d.root, split, n, d.seed, d.min_digits, d.max_digits, d.noise if train else 0.0,
+                                   d.held_out_speaker, d.sample_rate, d.speed if train else 0.0,
+                                   _synthetic(d) if train else Synthetic())
         return list(waves), list(words)
 
     def source_items(self, cfg, toks, sources):
@@ -92,6 +102,7 @@ class Speech(TextOutputTask):
         speakers = sorted({r.speaker for r in _recordings(d.root)} - {d.held_out_speaker})
         return {"data": {"source": "Free Spoken Digit Dataset", "root": d.root, "speakers": speakers,
                          "held_out_speaker": d.held_out_speaker or None, "utterances": int(len(batches.kept)),
+                         "synthetic_share": d.synthetic, "synthetic_voices": len(_synthetic(d).recordings) // 10,
                          "digits_per_utterance": [d.min_digits, d.max_digits]}}
 
 
