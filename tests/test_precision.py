@@ -129,3 +129,21 @@ def test_a_slow_dtype_is_judged_by_the_scout_pass_alone(monkeypatch):
     monkeypatch.setattr(precision, "_pass_seconds", lambda *a, **k: calls.append(a[1]) or 0.001)
     precision.time_products([(8, 8)], 1600, torch.float32, train=True)
     assert calls == [precision.SCOUT_ROWS, 1600]  # a fast scout: the full measurement follows
+
+
+def test_a_verdict_the_two_rounds_disagree_on_is_not_cached(monkeypatch):
+    """Another process's burst of load slowed one fp32 timing 200x: the best of each precision
+    still picks fp32, and the contested verdict is measured again next time rather than cached."""
+    import torch
+
+    times = iter([2.0, 1.0, 1.0, 0.01])  # round 1: fp32 (under load), bf16; round 2: bf16, fp32
+
+    def probe(shapes, rows, dtype, train):
+        return next(times)
+
+    first = precision.choose("auto", SHAPES, 64, "cpu", train=False, probe=probe)
+    assert (first.precision, first.how) == ("fp32", "probe")
+    monkeypatch.setattr(precision, "time_products", stub(0.01, 1.0))
+    again = precision.choose("auto", SHAPES, 64, "cpu", train=False)
+    assert (again.precision, again.how) == ("fp32", "probe")
+    assert torch.float32 == again.dtype

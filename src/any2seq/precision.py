@@ -108,11 +108,17 @@ def choose(precision: str, shapes: Sequence[tuple[int, int]], rows: int, device:
         return Choice(cached["precision"], "cached", cached["fp32_gflops"], cached["bf16_gflops"])
     probe = probe or time_products
     flops = sum(2 * rows * k * n for k, n in shapes) * (3 if train else 1)
-    gflops = {p: flops / max(probe(shapes, rows, DTYPES[p], train), 1e-9) / 1e9 for p in ("fp32", "bf16")}
+    # Two rounds in opposite orders, each precision's best kept: a burst of load from another
+    # process would have to slow every timing of one precision and none of the other to flip the
+    # verdict, and a verdict the rounds disagree on is not cached.
+    rounds = [{p: probe(shapes, rows, DTYPES[p], train) for p in order} for order in (("fp32", "bf16"),
+                                                                                       ("bf16", "fp32"))]
+    gflops = {p: flops / max(min(r[p] for r in rounds), 1e-9) / 1e9 for p in ("fp32", "bf16")}
     winner = "bf16" if gflops["bf16"] > gflops["fp32"] else "fp32"
     choice = Choice(winner, "probe", float(f"{gflops['fp32']:.3g}"), float(f"{gflops['bf16']:.3g}"))
-    if max(gflops.values()) >= DECISIVE * min(gflops.values()):
-        _write_cache(key, choice)  # a close call is measured again next time: it may have been noise or load
+    agreed = all(min(r, key=r.get) == winner for r in rounds)
+    if agreed and max(gflops.values()) >= DECISIVE * min(gflops.values()):
+        _write_cache(key, choice)  # a close or contested call is measured again next time: noise or load
     return choice
 
 

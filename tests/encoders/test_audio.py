@@ -122,6 +122,19 @@ def masked_features() -> tuple[torch.Tensor, torch.Tensor]:
     return feats * (torch.arange(50)[None, :, None] < lengths[:, None, None]), lengths
 
 
+@pytest.mark.parametrize("vtlp", [0.0, 0.1])
+def test_a_bf16_model_computes_its_features_in_float32(vtlp):
+    """Decoding in bf16 casts the buffers too (window, filterbanks); the features must not care."""
+    enc32 = encoder(vtlp=vtlp).eval()
+    enc16 = encoder(vtlp=vtlp).eval().to(torch.bfloat16)
+    src, lengths = batch([200, 333])
+    feats32, _ = enc32.features(src, lengths)
+    feats16, _ = enc16.features(src, lengths)
+    assert feats16.dtype == torch.float32
+    torch.testing.assert_close(feats16, feats32, atol=0.05, rtol=0.05)  # bf16 filters: ~3 significant digits
+    assert enc16.train()(src.bfloat16(), lengths).states.dtype == torch.bfloat16
+
+
 def test_spec_augment_frequency_masks_are_whole_bands():
     feats, lengths = masked_features()
     out = spec_augment(feats, lengths, freq_masks=2, freq_width=4, time_masks=0, time_width=6)

@@ -166,11 +166,12 @@ class AudioEncoder(Encoder):
         """
         lengths = 1 + torch.div(src_lengths, self.hop, rounding_mode="floor")  # (B,)
         src = src.float() * lengths_to_mask(src_lengths, src.size(1))
-        with torch.autocast(src.device.type, enabled=False):  # powers span ~1e-12..1e3: keep float32
-            spec = torch.stft(src, self.n_fft, self.hop, window=self.window, center=True,
+        # powers span ~1e-12..1e3: keep float32, also when the model's buffers were cast to bf16
+        with torch.autocast(src.device.type, enabled=False):
+            spec = torch.stft(src, self.n_fft, self.hop, window=self.window.float(), center=True,
                               pad_mode="constant", return_complex=True)  # (B, F, T)
             power = spec.real ** 2 + spec.imag ** 2
-            feats = torch.log(power.transpose(1, 2) @ self.filterbanks(src.size(0)) + LOG_FLOOR)  # (B, T, M)
+            feats = torch.log(power.transpose(1, 2) @ self.filterbanks(src.size(0)).float() + LOG_FLOOR)  # (B, T, M)
         mask = lengths_to_mask(lengths, feats.size(1))[:, :, None].to(feats.dtype)  # (B, T, 1)
         n = lengths[:, None, None].to(feats.dtype)
         mean = (feats * mask).sum(1, keepdim=True) / n  # (B, 1, M) over real frames only
@@ -198,7 +199,8 @@ class AudioEncoder(Encoder):
         feats, lengths = self.features(src, src_lengths)  # (B, T, M)
         if self.training:  # augmentation, like dropout; the masks below still come from lengths
             feats = spec_augment(feats, lengths, *self.masks)
-        x, lengths = self.subsample_frames(feats, lengths)  # (B, S, C * M')
+        # features are float32; a model cast to bf16 for decoding takes them in its own dtype
+        x, lengths = self.subsample_frames(feats.to(self.proj.weight.dtype), lengths)  # (B, S, C * M')
         mask = lengths_to_mask(lengths, x.size(1))  # (B, S)
         x = self.stack(self.proj(x), lengths, mask)  # (B, S, D)
         return Memory(x, mask)  # (B, S, D), (B, S)
