@@ -12,8 +12,9 @@ import torch
 
 from .config import Config
 from .errors import UserError
-from .fileio import atomic_write, writable_dir, write_error
+from .fileio import atomic_write, copy_dir, writable_dir, write_error
 from .hf.encoder_folder import load_pretrained_encoder, with_hf_encoder
+from .hf.source_tokenizer import FOLDER as HF_TOKENIZER
 from .hf.tokenizer import FILES as MARIAN_FILES
 from .modeldir import config_changes, read_config, write_card, write_config
 from .models import count_parameters
@@ -167,15 +168,19 @@ def trainer_state(trainer: dict, path: Path) -> TrainerState:
 
 def inherit_tokenizers(cfg: Config, out: Path) -> bool:
     """With ``train.init``, copy the init run's sentencepiece models (or an imported Marian vocabulary's
-    files) into ``out``, so every token id means what it meant to the weights; False when it has none
-    (frame tasks) or there is no init."""
+    files) and its Hugging Face source tokenizer (``hf_tokenizer/``) into ``out``, so every token id
+    means what it meant to the weights and the new run needs neither the init run nor the HF folder;
+    False when it has none (frame tasks) or there is no init."""
     if not cfg.train.init:
         return False
     init = Path(cfg.train.init)
     models = sorted(init.glob("spm*.model")) + [init / name for name in MARIAN_FILES if (init / name).is_file()]
     for model in models:
         atomic_write(out / model.name, model.read_bytes())
-    return bool(models)
+    hf = (init / HF_TOKENIZER).is_dir()
+    if hf:
+        copy_dir(init / HF_TOKENIZER, out / HF_TOKENIZER)
+    return bool(models) or hf
 
 
 def rewind_log(out: Path, step: int) -> None:
