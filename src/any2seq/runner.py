@@ -67,7 +67,8 @@ def _train(cfg: Config, out: Path, resume: bool, progress: bool, dist: Dist, hel
     task = get_task(cfg.task)
     if dist.main:
         task.check_data(cfg)  # before anything is written, so a data mistake leaves no trace
-        if cfg.train.init and not (Path(cfg.train.init) / "model.safetensors").is_file():
+        # a resumed run's checkpoint holds what init gave it: the init run may be gone by then
+        if cfg.train.init and not resume and not (Path(cfg.train.init) / "model.safetensors").is_file():
             raise UserError(f"train.init: {cfg.train.init}: not a model directory (no model.safetensors)")
         if not resume:
             writable_dir(out, f"--out {out}")  # the lock file lives in it

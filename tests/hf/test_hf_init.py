@@ -1,5 +1,5 @@
-"""train.init on a run whose source side is a Hugging Face tokenizer (``hf_tokenizer/``): the new run
-carries it, so neither the init run nor the HF folder is needed afterwards."""
+"""train.init and --resume on a run whose source side is a Hugging Face tokenizer (``hf_tokenizer/``):
+the new run carries it, so neither the init run nor the HF folder is needed afterwards."""
 from __future__ import annotations
 
 import json
@@ -12,6 +12,7 @@ pytest.importorskip("transformers", reason="transformers is not installed (pip i
 
 from any2seq.cli import main  # noqa: E402
 from any2seq.hf.source_tokenizer import FOLDER  # noqa: E402
+from any2seq.train.checkpoint import checkpoint_dirs  # noqa: E402
 
 from .test_hf_encoder import saved, small_corpus, train_args  # noqa: E402,F401 (saved: a fixture)
 from .tiny_encoders import ROOT  # noqa: E402
@@ -45,3 +46,7 @@ def test_train_init_carries_the_hf_tokenizer_and_the_run_then_stands_alone(saved
     shutil.rmtree(first)  # the new run alone loads and decodes
     folder.rename(tmp_path / "gone")
     assert isinstance(evaluate(second, tmp_path, capsys)["bleu"], float)
+    # and continues from its own files: the config it saved names everything the encoder needs
+    assert main(["train", str(second / "config.yaml"), "--out", str(second), "--no-progress", "--resume",
+                 "--set", "train.max_steps=3"]) == 0
+    assert json.loads((checkpoint_dirs(second)[-1] / "trainer.json").read_text())["step"] == 3
