@@ -52,13 +52,22 @@ def prepare_run_dir(out: Path, cfg: Config, resume: bool) -> None:
 def train(cfg: Config, out: Path, resume: bool = False, progress: bool = True) -> dict:
     """Train a model as ``cfg`` describes into ``out``; returns the final trainer state as a dict."""
     out = Path(out)
-    cfg = with_hf_encoder(cfg)  # an hf encoder's config.json goes into the run's config
+    # an hf encoder's config.json goes into the run's config (a resumed run's saved one, once its folder is gone)
+    cfg = with_hf_encoder(cfg, _saved_encoder(cfg, out, resume))
     dist = init_distributed()
     try:
         with ExitStack() as held:  # the run directory's lock, held until training ends
             return _train(cfg, out, resume, progress, dist, held)
     finally:
         shutdown(dist)
+
+
+def _saved_encoder(cfg: Config, out: Path, resume: bool):
+    """A resumed hf-encoder run's saved encoder config: its config.json stands in for an HF folder
+    that is gone since (the run keeps everything else it needs: tokenizer, checkpoints)."""
+    if resume and cfg.model.encoder.kind == "hf" and (out / "config.yaml").is_file():
+        return read_config(out).model.encoder
+    return None
 
 
 def _train(cfg: Config, out: Path, resume: bool, progress: bool, dist: Dist, held: ExitStack) -> dict:

@@ -50,3 +50,7 @@ def test_train_init_carries_the_hf_tokenizer_and_the_run_then_stands_alone(saved
     assert main(["train", str(second / "config.yaml"), "--out", str(second), "--no-progress", "--resume",
                  "--set", "train.max_steps=3"]) == 0
     assert json.loads((checkpoint_dirs(second)[-1] / "trainer.json").read_text())["step"] == 3
+    # or the command that started it, naming the HF folder that is gone: the run's config holds its config.json
+    again = [*STEPS[1:], "train.max_steps=4", f"train.init={first}"]
+    assert main(train_args("translation_bert", folder, second, data, *again) + ["--resume"]) == 0
+    assert json.loads((checkpoint_dirs(second)[-1] / "trainer.json").read_text())["step"] == 4
