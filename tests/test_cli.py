@@ -131,3 +131,36 @@ def test_the_module_docstring_names_every_command():
 
     listed = any2seq.cli.__doc__.split("``")[1].replace("any2seq", "").split("|")
     assert [name.strip() for name in listed] == list(any2seq.cli.COMMANDS)
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_evaluate_files_scores_a_text_task_with_its_own_metrics(tmp_path, capsys, monkeypatch):
+    """--src/--ref on a text generation model: what --split reports (coverage, distinct_2), not chrF."""
+    monkeypatch.chdir(ROOT)  # the tiny config names the repository's data
+    run = tmp_path / "run"
+    assert main(["train", "configs/tiny/text_generation.yaml", "--out", str(run), "--no-progress",
+                 "--set", "train.max_steps=2", "--set", "train.valid_every=2", "--set", "data.max_examples=40"]) == 0
+    (tmp_path / "concepts").write_text("dog grass run\nbike man road\n", encoding="utf-8")
+    (tmp_path / "captions").write_text("A dog runs on the grass.\nA man rides a bike on the road.\n", encoding="utf-8")
+    files = ["evaluate", "--model", run, "--src", tmp_path / "concepts", "--ref", tmp_path / "captions", "--beam", 1]
+    split = json.loads(cli(capsys, monkeypatch, "evaluate", "--model", run, "--split", "test", "--json", "--beam", 1))
+    scores = json.loads(cli(capsys, monkeypatch, *files, "--json"))
+    assert set(scores) == set(split) and {"coverage", "distinct_2"} <= set(scores) and "chrf" not in scores
+    text = cli(capsys, monkeypatch, *files)
+    assert "\ncoverage " in text and not text.startswith("BLEU ")
+    assert main([str(a) for a in files] + ["--lowercase"]) == 2  # sacreBLEU's option: refused, not ignored
+    assert "--lowercase" in capsys.readouterr().err
+
+
+def test_evaluate_files_sends_a_text_to_video_model_to_split(tmp_path, capsys):
+    """Refused from the config alone, before any weights load (there are none here)."""
+    model = tmp_path / "t2v"
+    model.mkdir()
+    (model / "config.yaml").write_text((ROOT / "configs" / "tiny" / "text_to_video.yaml").read_text())
+    (tmp_path / "src").write_text("digit 3 moving down-left quickly\n")
+    assert main(["evaluate", "--model", str(model), "--src", str(tmp_path / "src"), "--ref",
+                 str(tmp_path / "src")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "makes frames" in err and "--split" in err

@@ -38,6 +38,7 @@ EXAMPLES = {
   any2seq evaluate --model runs/video_prediction_rollout --split test --strip predicted.png
   any2seq evaluate --model runs/demo --src data/multi30k/test_2016_flickr.de.gz --ref data/multi30k/test_2016_flickr.en.gz
   any2seq evaluate --model runs/demo --src test.de --ref test.en --beam 5 --json
+  any2seq evaluate --model runs/text_generation --src concepts.txt --ref captions.txt   # coverage, distinct_2, BLEU
   any2seq evaluate --model runs/speech --src my_recordings.txt --ref my_transcripts.txt   # your own voice
   any2seq evaluate --model runs/speech --src clips.tsv --json     # Common Voice TSV: path and sentence columns
   any2seq evaluate --model runs/captioning --src photos.jsonl     # {"file_name": ..., "caption": ...} lines""",
@@ -147,7 +148,8 @@ def parser() -> argparse.ArgumentParser:
                    "captioning: a manifest of audio or image files (one path a line, TSV or JSON lines)")
     p.add_argument("--ref", type=Path, help="references, one a line, aligned with --src (a manifest may carry "
                    "its own transcripts or captions instead)")
-    p.add_argument("--lowercase", action="store_true", help="case-insensitive scores (the papers' setting)")
+    p.add_argument("--lowercase", action="store_true", help="case-insensitive BLEU and chrF (the papers' setting; "
+                   "translation)")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
     p.add_argument("--hyps", type=Path, default=None, help="also write the translations to this file")
     p.add_argument("--strip", type=Path, default=None,
@@ -487,11 +489,24 @@ def _check_hyps(args) -> None:
 
 
 def _evaluate_files(args) -> int:
+    """``--src FILE --ref FILE`` for a text-input model: a task scored by BLEU and chrF (translation)
+    prints them with sacreBLEU's signatures; another text task (text generation) prints its own
+    metrics, those ``--split`` reports."""
+    from . import registry
     from .data import check_parallel, read_lines
     from .decoding import SearchOptions
     from .fileio import atomic_write
     from .metrics import bleu_chrf
+    from .modeldir import read_config
+    from .tasks import get_task
 
+    name = read_config(args.model).task  # before the weights load: a wrong flag fails at once
+    task = get_task(name)
+    if task.output_kind != "text":
+        raise UserError(f"--src: this {name} model makes frames; evaluate it with --split")
+    sacrebleu = "chrf" in registry.task(name).metrics  # a task that validates by chrF is scored as translation
+    if args.lowercase and not sacrebleu:
+        raise UserError("--lowercase: for BLEU on text files; this model's metrics are its task's")
     SearchOptions(beam=args.beam or 1, max_len=args.max_len)
     batching = _batching(args)
     check_parallel(args.src, args.ref)
@@ -500,15 +515,22 @@ def _evaluate_files(args) -> int:
     translator = _translator(args)
     hyps = translator.translate(src, beam=args.beam, length_penalty=args.length_penalty, max_len=args.max_len,
                                 progress=sys.stderr.isatty(), **batching)
-    scores = bleu_chrf(hyps, ref, lowercase=args.lowercase)
-    if args.json:  # the scores first: a full disk below must not lose a finished decode's results
+    if sacrebleu:  # the scores first: a full disk below must not lose a finished decode's results
+        _print_sacrebleu(bleu_chrf(hyps, ref, lowercase=args.lowercase), args.json)
+    else:
+        _print_metrics(task.score(hyps, ref), args.json)
+    if args.hyps:
+        atomic_write(args.hyps, "".join(h + "\n" for h in hyps))
+    return 0
+
+
+def _print_sacrebleu(scores: dict, as_json: bool) -> None:
+    """BLEU and chrF as sacreBLEU reports them, each with its signature (JSON: bleu, chrf, signature)."""
+    if as_json:
         print(json.dumps({k: scores[k] for k in ("bleu", "chrf", "signature")}), flush=True)
     else:
         print(f"BLEU {scores['bleu']:.2f}  ({scores['signature']})")
         print(f"chrF {scores['chrf']:.2f}  ({scores['chrf_signature']})", flush=True)
-    if args.hyps:
-        atomic_write(args.hyps, "".join(h + "\n" for h in hyps))
-    return 0
 
 
 def cmd_info(args) -> int:

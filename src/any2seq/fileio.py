@@ -95,6 +95,17 @@ def staged_dir(out: Path):
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def copy_dir(src: Path, out: Path) -> None:
+    """Copy the folder ``src`` to ``out`` through :func:`staged_dir`: a crash leaves no half-copied
+    ``out``. An ``out`` already there (what an attempt that failed before its first checkpoint left)
+    is replaced."""
+    out = Path(out)
+    if out.is_dir() and not out.is_symlink():
+        shutil.rmtree(out)
+    with staged_dir(out) as tmp:
+        shutil.copytree(src, tmp, dirs_exist_ok=True)
+
+
 # --- reading: regular files only, of a bounded size -----------------------------------------------
 
 KiB, MiB, GiB = 1 << 10, 1 << 20, 1 << 30

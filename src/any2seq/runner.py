@@ -12,8 +12,9 @@ import torch
 
 from .config import Config
 from .errors import UserError
-from .fileio import atomic_write, writable_dir, write_error
+from .fileio import atomic_write, copy_dir, writable_dir, write_error
 from .hf.encoder_folder import load_pretrained_encoder, with_hf_encoder
+from .hf.source_tokenizer import FOLDER as HF_TOKENIZER
 from .hf.tokenizer import FILES as MARIAN_FILES
 from .modeldir import config_changes, read_config, write_card, write_config
 from .models import count_parameters
@@ -51,7 +52,8 @@ def prepare_run_dir(out: Path, cfg: Config, resume: bool) -> None:
 def train(cfg: Config, out: Path, resume: bool = False, progress: bool = True) -> dict:
     """Train a model as ``cfg`` describes into ``out``; returns the final trainer state as a dict."""
     out = Path(out)
-    cfg = with_hf_encoder(cfg)  # an hf encoder's config.json goes into the run's config
+    # an hf encoder's config.json goes into the run's config (a resumed run's saved one, once its folder is gone)
+    cfg = with_hf_encoder(cfg, _saved_encoder(cfg, out, resume))
     dist = init_distributed()
     try:
         with ExitStack() as held:  # the run directory's lock, held until training ends
@@ -60,13 +62,22 @@ def train(cfg: Config, out: Path, resume: bool = False, progress: bool = True) -
         shutdown(dist)
 
 
+def _saved_encoder(cfg: Config, out: Path, resume: bool):
+    """A resumed hf-encoder run's saved encoder config: its config.json stands in for an HF folder
+    that is gone since (the run keeps everything else it needs: tokenizer, checkpoints)."""
+    if resume and cfg.model.encoder.kind == "hf" and (out / "config.yaml").is_file():
+        return read_config(out).model.encoder
+    return None
+
+
 def _train(cfg: Config, out: Path, resume: bool, progress: bool, dist: Dist, held: ExitStack) -> dict:
     threads = cfg.train.threads or max(1, (os.cpu_count() or 1) // dist.world)
     torch.set_num_threads(threads)
     task = get_task(cfg.task)
     if dist.main:
         task.check_data(cfg)  # before anything is written, so a data mistake leaves no trace
-        if cfg.train.init and not (Path(cfg.train.init) / "model.safetensors").is_file():
+        # a resumed run's checkpoint holds what init gave it: the init run may be gone by then
+        if cfg.train.init and not resume and not (Path(cfg.train.init) / "model.safetensors").is_file():
             raise UserError(f"train.init: {cfg.train.init}: not a model directory (no model.safetensors)")
         if not resume:
             writable_dir(out, f"--out {out}")  # the lock file lives in it
@@ -167,15 +178,19 @@ def trainer_state(trainer: dict, path: Path) -> TrainerState:
 
 def inherit_tokenizers(cfg: Config, out: Path) -> bool:
     """With ``train.init``, copy the init run's sentencepiece models (or an imported Marian vocabulary's
-    files) into ``out``, so every token id means what it meant to the weights; False when it has none
-    (frame tasks) or there is no init."""
+    files) and its Hugging Face source tokenizer (``hf_tokenizer/``) into ``out``, so every token id
+    means what it meant to the weights and the new run needs neither the init run nor the HF folder;
+    False when it has none (frame tasks) or there is no init."""
     if not cfg.train.init:
         return False
     init = Path(cfg.train.init)
     models = sorted(init.glob("spm*.model")) + [init / name for name in MARIAN_FILES if (init / name).is_file()]
     for model in models:
         atomic_write(out / model.name, model.read_bytes())
-    return bool(models)
+    hf = (init / HF_TOKENIZER).is_dir()
+    if hf:
+        copy_dir(init / HF_TOKENIZER, out / HF_TOKENIZER)
+    return bool(models) or hf
 
 
 def rewind_log(out: Path, step: int) -> None:

@@ -14,6 +14,7 @@ from any2seq.data.video import (
     described_videos,
     moving_digits,
     read_frames,
+    strip_label,
     write_frames,
     write_gif,
     write_strip,
@@ -173,3 +174,16 @@ def test_writers_make_readable_files_and_leave_no_temporary_files(tmp_path):
     assert [p.name for p in paths][:2] == ["frame_000.png", "frame_001.png"]
     np.testing.assert_allclose(read_frames(tmp_path / "frames"), clip, atol=0.5 / 255 + 1e-6)
     assert not [p for p in tmp_path.rglob(".*")]
+
+
+def test_a_strip_label_keeps_a_visible_gap_between_words():
+    """Pillow's default font (FreeType, 10 px, since Pillow 10.1) advances 2 px for a space: drawn
+    after "left", "down-left slowly" read as "down-leftslowly". The label gets wider word gaps."""
+    from PIL import ImageDraw
+
+    label = strip_label("digit 2 moving down-left slowly")
+    assert label.split() == ["digit", "2", "moving", "down-left", "slowly"]  # the words, in order, whole
+    font = ImageDraw.Draw(Image.new("RGB", (1, 1))).getfont()  # the font write_strip draws with
+    gap = font.getlength(strip_label("left slowly")) - font.getlength("leftslowly")
+    assert gap >= font.getlength("n") / 2  # half a letter or more, whatever the Pillow version's default font
+    assert strip_label("1 predicted\nline two") == strip_label("1 predicted line two")  # one line, as drawn

@@ -204,6 +204,13 @@ def png_bytes(image: Image.Image, **options) -> bytes:
     return buffer.getvalue()
 
 
+def strip_label(text: str) -> str:
+    """A strip row's label as drawn: one line, its words two spaces apart. Pillow's default font
+    (FreeType at 10 px since Pillow 10.1) advances 2 px for a space, which after a "t" reads as no
+    gap at all ("down-leftslowly")."""
+    return "  ".join(text.split())
+
+
 def write_strip(path, rows: list[np.ndarray], labels: list[str] | None = None, min_side: int = 64) -> None:
     """A PNG with one row of frames per sequence (e.g. input | predicted | true), each row (T, C, H, W).
 
@@ -211,6 +218,7 @@ def write_strip(path, rows: list[np.ndarray], labels: list[str] | None = None, m
     """
     if labels is not None and len(labels) != len(rows):
         raise ValueError(f"{len(labels)} labels for {len(rows)} rows")
+    labels = [strip_label(t) for t in labels] if labels else labels
     H, W = max(r.shape[2] for r in rows), max(r.shape[3] for r in rows)
     scale, gap = max(1, -(-min_side // max(H, 1))), 2
     draw = ImageDraw.Draw(Image.new("RGB", (1, 1)))

@@ -8,7 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from ..config import Config, config_from_dict, config_to_dict
-from ..encoders.hf_config import FAMILIES
+from ..encoders.hf_config import FAMILIES, HFEncoderConfig
 from ..errors import UserError
 from ..train.checkpoint import read_json
 
@@ -34,10 +34,11 @@ def read_hf_config(folder: Path) -> dict:
     return {**hf, **NO_LAYERDROP.get(model_type, {})}
 
 
-def with_hf_encoder(cfg: Config) -> Config:
+def with_hf_encoder(cfg: Config, saved: HFEncoderConfig | None = None) -> Config:
     """``cfg`` with ``model.encoder``'s hf_config, hf_preprocessor and sample_rate read from its folder
     and the task; unchanged for other encoders, or when the folder is gone and the config already
-    holds them (a saved model's config)."""
+    holds them (a saved model's config). ``saved``: the encoder config of a run being resumed, which
+    stands in for its folder once that is gone (the run needs nothing else from it)."""
     from ..tasks import get_task
 
     enc = cfg.model.encoder
@@ -47,6 +48,10 @@ def with_hf_encoder(cfg: Config) -> Config:
     if not enc.path or not folder.is_dir():
         if enc.hf_config:
             return cfg
+        if isinstance(saved, HFEncoderConfig) and saved.path == enc.path and saved.hf_config:
+            enc = replace(enc, hf_config=saved.hf_config, hf_preprocessor=saved.hf_preprocessor,
+                          sample_rate=saved.sample_rate)
+            return replace(cfg, model=replace(cfg.model, encoder=enc))
         raise UserError(f"model.encoder.path: {enc.path!r}: no such directory (the folder save_pretrained wrote)")
     hf = read_hf_config(folder)
     family = FAMILIES[hf["model_type"]]
