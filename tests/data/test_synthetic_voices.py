@@ -85,3 +85,11 @@ def test_synthetic_share_of_the_digits(tmp_path):
         assert abs(by_marker / said - share) < 0.06
         if share == 0.0:  # no synthetic voice: the very utterances made before they existed
             assert all(np.array_equal(a, b) for (a, _), (b, _) in zip(mixed, plain))
+
+
+@needs_espeak
+def test_effect_variants_are_not_drawn():
+    variants = synthetic_voices._variants(synthetic_voices.espeak())
+    assert {"m1", "f1", "klatt"} <= set(variants)  # people's voices stay
+    assert not [v for v in variants if v.startswith(synthetic_voices.EFFECTS)]
+    assert not {"whisper", "robosoft", "Demonic", "croak"} & set(variants)

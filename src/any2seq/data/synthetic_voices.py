@@ -26,6 +26,8 @@ from .audio_io import parse_wav
 # English accents espeak-ng ships with its core voices (its mbrola voices need extra packages)
 ACCENTS = ("en-us", "en-gb", "en-gb-scotland", "en-gb-x-rp", "en-gb-x-gbclan", "en-gb-x-gbcwmd", "en-029",
            "en-us-nyc")
+# effect variants (robots, whispers, a croak, a demon) are no one's voice: left out of the draw
+EFFECTS = ("robosoft", "RicishayMax", "whisper", "Demonic", "UniRobot", "anikaRobot", "croak", "Tweaky", "Storm")
 PITCH = (20, 80)  # espeak-ng -p: 0-99, 50 is the voice's own
 RATE = (110, 200)  # -s: words per minute; FSDD speakers say a digit in 0.35-0.6 s
 PEAK = (0.1, 0.6)  # the recording's loudest sample, drawn per recording (FSDD's speakers span 0.07-0.5)
@@ -49,10 +51,10 @@ def espeak() -> str | None:
 
 
 def _variants(binary: str) -> list[str]:
-    """Voice variants this espeak-ng has (the file names under its voices/!v folder)."""
+    """Voice variants this espeak-ng has (the file names under its voices/!v folder), less ``EFFECTS``."""
     listing = subprocess.run([binary, "--voices=variant"], capture_output=True, text=True, check=True).stdout
     found = {line.split()[4].split("/")[-1] for line in listing.splitlines()[1:] if len(line.split()) >= 5}
-    return sorted(found)
+    return sorted(v for v in found if not v.startswith(EFFECTS))
 
 
 def draw_voices(n: int, seed: int, variants: list[str]) -> list[Voice]:
