@@ -1,6 +1,7 @@
 """The Python API: ``any2seq.load(DIR)`` gives a ``Predictor`` for a model of any task."""
 from __future__ import annotations
 
+import functools
 from dataclasses import replace
 from pathlib import Path
 
@@ -11,7 +12,7 @@ from .nn.transformer import TransformerConfig
 from .decoding import SearchOptions
 from .errors import UserError
 from .modeldir import load_model
-from .nn.packed import pack_linears
+from .nn.packed import pack_linears, packing_pays
 from .precision import DECODE_ROWS, Choice, choose, linear_shapes, normalize
 from .tasks import get_task
 
@@ -135,7 +136,8 @@ def load(path, device="cpu", dtype: str = "auto") -> Predictor:
         choice = choose(dtype, linear_shapes(model), DECODE_ROWS, device, train=False)
     model.to(choice.dtype)
     if torch.device(device).type == "cpu":
-        pack_linears(model)  # prepacked oneDNN weights: faster small-batch products (nn/packed.py)
+        # prepacked oneDNN weights, for the layers whose products they make faster here (nn/packed.py)
+        pack_linears(model, functools.partial(packing_pays, rows=DECODE_ROWS))
     predictor = Predictor(model, toks, cfg, card, device=device)
     predictor.precision = choice
     return predictor

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from any2seq.nn.packed import PackedLinear, available, pack_linears
+from any2seq.nn.packed import PackedLinear, available, pack_linears, packing_pays
 
 pytestmark = pytest.mark.skipif(not available(), reason="this PyTorch has no oneDNN")
 
@@ -22,6 +22,19 @@ def test_packed_linear_equals_linear(dtype, tol, shape):
         want, got = linear(x), packed(x)
     assert got.shape == want.shape and got.dtype == dtype
     torch.testing.assert_close(got.float(), want.float(), atol=tol, rtol=tol)
+
+
+def test_only_the_layers_packing_pays_for_are_packed():
+    model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 8), nn.Linear(8, 16))
+    assert pack_linears(model, pays=lambda linear: linear.out_features == 16) == 2
+    assert [type(m) for m in model] == [PackedLinear, nn.ReLU, nn.Linear, PackedLinear]
+
+
+def test_packing_pays_is_a_measured_verdict_per_shape():
+    linear = nn.Linear(64, 256)
+    verdict = packing_pays(linear, rows=32)
+    assert isinstance(verdict, bool)
+    assert packing_pays(nn.Linear(64, 256), rows=32) is verdict  # the same shape is measured once
 
 
 def test_pack_linears_keeps_parameters_ties_and_gradients():

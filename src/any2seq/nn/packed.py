@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import functools
 import threading
+import time
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -72,15 +74,50 @@ class PackedLinear(nn.Linear):
         return torch.ops.mkldnn._linear_pointwise(x, self.packed(), self.bias, "none", [], "")
 
 
-def pack_linears(model: nn.Module) -> int:
-    """Swap every ``nn.Linear`` in ``model`` for a ``PackedLinear`` (in place); how many were swapped.
-    Nothing changes where this PyTorch has no oneDNN."""
+def pack_linears(model: nn.Module, pays: Callable[[nn.Linear], bool] | None = None) -> int:
+    """Swap every ``nn.Linear`` in ``model`` for a ``PackedLinear`` (in place), or only those for which
+    ``pays(linear)`` is true (``packing_pays`` measures it); how many were swapped. Nothing changes
+    where this PyTorch has no oneDNN."""
     if not available():
         return 0
     swapped = 0
     for module in list(model.modules()):
         for name, child in list(module.named_children()):
-            if type(child) is nn.Linear:
+            if type(child) is nn.Linear and (pays is None or pays(child)):
                 setattr(module, name, PackedLinear(child))
                 swapped += 1
     return swapped
+
+
+def packing_pays(linear: nn.Linear, rows: int) -> bool:
+    """Whether ``linear``'s shape multiplies faster prepacked than through ``F.linear`` on this CPU, at
+    ``rows`` rows. Where it pays depends on the CPU: on an AVX2-only AMD Zen 3 the packed product
+    was the slower one for a decoder's small layers and the faster for a large output layer, so it
+    is timed, not assumed."""
+    w = linear.weight
+    if w.device.type != "cpu" or not available(w.dtype):
+        return False
+    return _packing_pays(linear.in_features, linear.out_features, w.dtype, rows, torch.get_num_threads())
+
+
+@functools.lru_cache(maxsize=None)
+def _packing_pays(k: int, n: int, dtype: torch.dtype, rows: int, threads: int) -> bool:
+    gen = torch.Generator().manual_seed(0)
+    x, w = torch.randn(rows, k, generator=gen).to(dtype), torch.randn(n, k, generator=gen).to(dtype)
+    packed_w = torch.ops.mkldnn._reorder_linear_weight(w)
+    ways = {"plain": lambda: F.linear(x, w),
+            "packed": lambda: torch.ops.mkldnn._linear_pointwise(x, packed_w, None, "none", [], "")}
+    best = dict.fromkeys(ways, float("inf"))
+    with torch.no_grad():
+        for way in ways.values():  # untimed: oneDNN builds its kernel for the shape
+            way()
+        for _ in range(3):  # interleaved rounds: a burst of load slows both ways, not one
+            for name, way in ways.items():
+                start = time.perf_counter()
+                for _ in range(10):
+                    way()
+                best[name] = min(best[name], time.perf_counter() - start)
+    return best["packed"] < PAYS * best["plain"]
+
+
+PAYS = 0.95  # pack only where it is clearly faster: the plain product needs no second copy of the weight

@@ -1,0 +1,115 @@
+"""One trained model decoded by any2seq and by CTranslate2 (its `any2seq export --ct2` copy), each at
+one worker and at two, as whole `any2seq translate` processes -- what a user runs.
+
+    python benchmarks/engines.py --model runs/demo [--rounds 5] [--sentences 1000] [--out engines.json]
+
+Each round runs every row once, in turn, so a machine whose speed drifts slows all rows alike. A
+one-line run of the same command is timed beside each full run, and a row's decoding time is its
+fastest full run less its fastest one-line run: start-up (imports, loading, the precision probe)
+is not counted as decoding, and a slow start in one round does not leak into the figure. any2seq
+runs with `--dtype auto` (its best precision on this CPU), CTranslate2 with the float32 weights
+any2seq exported, so both decode the same numbers; the table says how many output lines agree.
+"""
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from any2seq.precision import cpu_name  # noqa: E402
+
+ROWS = [("any2seq", "torch", 1), ("any2seq", "torch", 2), ("CTranslate2", "ct2", 1), ("CTranslate2", "ct2", 2)]
+
+
+def translate(model: Path, engine: str, workers: int, beam: int, src: Path, batch_size: int) -> tuple[float, str]:
+    cmd = [sys.executable, "-m", "any2seq", "translate", "--model", str(model), "--engine", engine,
+           "--workers", str(workers), "--beam", str(beam), "--batch-size", str(batch_size)]
+    with open(src, "rb") as stdin:
+        start = time.perf_counter()
+        done = subprocess.run(cmd, stdin=stdin, capture_output=True, check=False)
+        seconds = time.perf_counter() - start
+    if done.returncode:
+        raise SystemExit(f"{' '.join(cmd)} failed:\n{done.stderr.decode(errors='replace')[-2000:]}")
+    return seconds, done.stdout.decode()
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", type=Path, required=True, help="a translation model directory from `any2seq train`")
+    ap.add_argument("--ct2", type=Path, help="its CTranslate2 export (default: MODEL-ct2, made if missing)")
+    ap.add_argument("--src", type=Path, default=ROOT / "data/multi30k/test_2016_flickr.de.gz")
+    ap.add_argument("--sentences", type=int, default=1000)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--beams", type=int, nargs="+", default=[1, 5], help="beam sizes to time (1 = greedy)")
+    ap.add_argument("--out", type=Path, help="write the results as JSON here")
+    args = ap.parse_args(argv)
+
+    ct2 = args.ct2 or args.model.with_name(args.model.name + "-ct2")
+    if not ct2.exists():
+        subprocess.run([sys.executable, "-m", "any2seq", "export", "--ct2", str(args.model), str(ct2)], check=True)
+    opener = gzip.open if args.src.suffix == ".gz" else open
+    with opener(args.src, "rt", encoding="utf-8") as f:
+        lines = [line.rstrip("\n") for line in f][: args.sentences]
+    models = {"torch": args.model, "ct2": ct2}
+    best: dict[tuple, float] = {}
+    startups: dict[tuple, float] = {}
+    outputs: dict[tuple, list[str]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        full, one = Path(tmp, "full.txt"), Path(tmp, "one.txt")
+        full.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        one.write_text(lines[0] + "\n", encoding="utf-8")
+        for r in range(args.rounds):
+            for beam in args.beams:
+                for name, engine, workers in ROWS:
+                    key = (name, workers, beam)
+                    startup, _ = translate(models[engine], engine, workers, beam, one, args.batch_size)
+                    seconds, out = translate(models[engine], engine, workers, beam, full, args.batch_size)
+                    best[key] = min(best.get(key, float("inf")), seconds)
+                    startups[key] = min(startups.get(key, float("inf")), startup)
+                    outputs[key] = out.splitlines()
+                    print(f"round {r + 1} beam {beam} {name} x{workers}: {seconds:.2f} s, start-up {startup:.2f} s",
+                          file=sys.stderr)
+    n = len(lines)
+    best = {key: seconds - startups[key] for key, seconds in best.items()}
+    rows = []
+    for beam in args.beams:
+        reference = outputs[("any2seq", 1, beam)]
+        for name, _, workers in ROWS:
+            key = (name, workers, beam)
+            same = sum(a == b for a, b in zip(outputs[key], reference))
+            rows.append({"beam": beam, "system": name, "workers": workers, "seconds": round(best[key], 2), "start_up_s": round(startups[key], 2),
+                         "sent_per_s": round(n / best[key], 1), "same_lines_as_any2seq_x1": same})
+    ratios = {}
+    for beam in args.beams:
+        rate = {(r["system"], r["workers"]): r["sent_per_s"] for r in rows if r["beam"] == beam}
+        ratios[f"beam{beam}"] = {
+            "one_worker": round(rate[("any2seq", 1)] / rate[("CTranslate2", 1)], 2),
+            "each_at_best": round(max(rate[("any2seq", w)] for w in (1, 2))
+                                  / max(rate[("CTranslate2", w)] for w in (1, 2)), 2)}
+    print(f"\n{n} sentences, batches of {args.batch_size}, best of {args.rounds} rounds, start-up subtracted; "
+          f"{cpu_name()}\n")
+    print("| beam | system | workers | seconds | sent/s | lines equal to any2seq x1 |\n|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['beam']} | {r['system']} | {r['workers']} | {r['seconds']} | {r['sent_per_s']} | "
+              f"{r['same_lines_as_any2seq_x1']}/{n} |")
+    print("\nany2seq / CTranslate2 (sent/s): " + "; ".join(
+        f"beam {k[4:]}: one worker each {v['one_worker']}x, each at its best {v['each_at_best']}x"
+        for k, v in ratios.items()))
+    if args.out:
+        args.out.write_text(json.dumps({"cpu": cpu_name(), "model": str(args.model), "sentences": n,
+                                        "batch_size": args.batch_size, "rounds": args.rounds, "rows": rows,
+                                        "ratios": ratios}, indent=1) + "\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
