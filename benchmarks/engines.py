@@ -31,7 +31,7 @@ ROWS = [("any2seq", "torch", 1), ("any2seq", "torch", 2), ("CTranslate2", "ct2",
 
 def translate(model: Path, engine: str, workers: int, beam: int, src: Path, batch_size: int) -> tuple[float, str]:
     cmd = [sys.executable, "-m", "any2seq", "translate", "--model", str(model), "--engine", engine,
-           "--workers", str(workers), "--beam", str(beam), "--batch-size", str(batch_size)]
+           "--workers", str(workers), "--beam", str(beam)] + (["--batch-size", str(batch_size)] if batch_size else [])
     with open(src, "rb") as stdin:
         start = time.perf_counter()
         done = subprocess.run(cmd, stdin=stdin, capture_output=True, check=False)
@@ -48,7 +48,8 @@ def main(argv=None) -> int:
     ap.add_argument("--src", type=Path, default=ROOT / "data/multi30k/test_2016_flickr.de.gz")
     ap.add_argument("--sentences", type=int, default=1000)
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--batch-size", type=int, default=32,
+                    help="sentences per batch; 0: each engine's own default (any2seq: batches of tokens)")
     ap.add_argument("--beams", type=int, nargs="+", default=[1, 5], help="beam sizes to time (1 = greedy)")
     ap.add_argument("--out", type=Path, help="write the results as JSON here")
     args = ap.parse_args(argv)
@@ -95,7 +96,8 @@ def main(argv=None) -> int:
             "one_worker": round(rate[("any2seq", 1)] / rate[("CTranslate2", 1)], 2),
             "each_at_best": round(max(rate[("any2seq", w)] for w in (1, 2))
                                   / max(rate[("CTranslate2", w)] for w in (1, 2)), 2)}
-    print(f"\n{n} sentences, batches of {args.batch_size}, best of {args.rounds} rounds, start-up subtracted; "
+    batches = f"batches of {args.batch_size}" if args.batch_size else "each engine's default batches"
+    print(f"\n{n} sentences, {batches}, best of {args.rounds} rounds, start-up subtracted; "
           f"{cpu_name()}\n")
     print("| beam | system | workers | seconds | sent/s | lines equal to any2seq x1 |\n|---|---|---|---|---|---|")
     for r in rows:
