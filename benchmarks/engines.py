@@ -13,7 +13,7 @@ any2seq exported, so both decode the same numbers; the table says how many outpu
 from __future__ import annotations
 
 import argparse
-import gzip
+import itertools
 import json
 import subprocess
 import sys
@@ -24,6 +24,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from any2seq.data.text import read_lines  # noqa: E402
+from any2seq.errors import UserError  # noqa: E402
 from any2seq.precision import cpu_name  # noqa: E402
 
 ROWS = [("any2seq", "torch", 1), ("any2seq", "torch", 2), ("CTranslate2", "ct2", 1), ("CTranslate2", "ct2", 2)]
@@ -57,12 +59,12 @@ def main(argv=None) -> int:
     ct2 = args.ct2 or args.model.with_name(args.model.name + "-ct2")
     if not ct2.exists():
         subprocess.run([sys.executable, "-m", "any2seq", "export", "--ct2", str(args.model), str(ct2)], check=True)
-    opener = gzip.open if args.src.suffix == ".gz" else open
-    with opener(args.src, "rt", encoding="utf-8") as f:
-        lines = [line.rstrip("\n") for line in f][: args.sentences]
+    lines = list(itertools.islice(read_lines(args.src), args.sentences))
+    if not lines:
+        raise UserError(f"{args.src}: no lines to translate")
     models = {"torch": args.model, "ct2": ct2}
-    best: dict[tuple, float] = {}
-    startups: dict[tuple, float] = {}
+    fastest: dict[tuple, float] = {}  # (system, workers, beam) -> the fastest full run, seconds
+    startups: dict[tuple, float] = {}  # ... -> the fastest one-line run
     outputs: dict[tuple, list[str]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         full, one = Path(tmp, "full.txt"), Path(tmp, "one.txt")
@@ -74,24 +76,23 @@ def main(argv=None) -> int:
                     key = (name, workers, beam)
                     startup, _ = translate(models[engine], engine, workers, beam, one, args.batch_size)
                     seconds, out = translate(models[engine], engine, workers, beam, full, args.batch_size)
-                    best[key] = min(best.get(key, float("inf")), seconds)
+                    fastest[key] = min(fastest.get(key, float("inf")), seconds)
                     startups[key] = min(startups.get(key, float("inf")), startup)
                     outputs[key] = out.splitlines()
                     print(f"round {r + 1} beam {beam} {name} x{workers}: {seconds:.2f} s, start-up {startup:.2f} s",
                           file=sys.stderr)
     n = len(lines)
-    best = {key: seconds - startups[key] for key, seconds in best.items()}
-    rows = []
+    net = {key: seconds - startups[key] for key, seconds in fastest.items()}
+    rows, ratios = [], {}
     for beam in args.beams:
         reference = outputs[("any2seq", 1, beam)]
         for name, _, workers in ROWS:
             key = (name, workers, beam)
             same = sum(a == b for a, b in zip(outputs[key], reference))
-            rows.append({"beam": beam, "system": name, "workers": workers, "seconds": round(best[key], 2), "start_up_s": round(startups[key], 2),
-                         "sent_per_s": round(n / best[key], 1), "same_lines_as_any2seq_x1": same})
-    ratios = {}
-    for beam in args.beams:
-        rate = {(r["system"], r["workers"]): r["sent_per_s"] for r in rows if r["beam"] == beam}
+            rows.append({"beam": beam, "system": name, "workers": workers, "seconds": round(net[key], 2),
+                         "start_up_s": round(startups[key], 2), "sent_per_s": round(n / net[key], 1),
+                         "same_lines_as_any2seq_x1": same})
+        rate = {(name, workers): n / net[(name, workers, beam)] for name, _, workers in ROWS}
         ratios[f"beam{beam}"] = {
             "one_worker": round(rate[("any2seq", 1)] / rate[("CTranslate2", 1)], 2),
             "each_at_best": round(max(rate[("any2seq", w)] for w in (1, 2))
@@ -114,4 +115,8 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except UserError as e:
+        print(f"engines.py: {e}", file=sys.stderr)
+        sys.exit(2)

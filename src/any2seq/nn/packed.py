@@ -91,6 +91,9 @@ def pack_linears(model: nn.Module, pays: Callable[[nn.Linear], bool] | None = No
     return swapped
 
 
+PAYS = 0.95  # pack only where it is clearly faster: the plain product needs no second copy of the weight
+
+
 def packing_pays(linear: nn.Linear, rows: int) -> bool:
     """Whether ``linear``'s shape multiplies faster prepacked than through ``F.linear`` on this CPU, at
     ``rows`` rows. Where it pays depends on the CPU: on an AVX2-only AMD Zen 3 the packed product
@@ -120,6 +123,3 @@ def _packing_pays(k: int, n: int, dtype: torch.dtype, rows: int, threads: int) -
                     way()
                 best[name] = min(best[name], time.perf_counter() - start)
     return best["packed"] < PAYS * best["plain"]
-
-
-PAYS = 0.95  # pack only where it is clearly faster: the plain product needs no second copy of the weight
