@@ -98,8 +98,8 @@ def any2seq_system(imported: Path, dtype: str, max_len: int):
     ``Predictor.translate`` runs (tokenise, ``decode_ids``, detokenise), with the ids mapped back to
     Marian's; and the precision it decodes in."""
     import any2seq
-    from any2seq.decoding import decode_ids
     from any2seq.hf.tokenizer import any2seq_order, read_vocab
+    from any2seq.inference import decode_ids
 
     predictor = any2seq.load(imported, dtype=dtype)
     order = any2seq_order(read_vocab(imported / "vocab.json"))  # order[any2seq id] = Marian id

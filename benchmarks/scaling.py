@@ -33,7 +33,7 @@ FULL = {"lengths": [16, 32, 64, 128, 256], "decode_batch": 32, "batch_tokens": [
 
 def build_model(spec: dict, d_model: int, ff: int):
     from any2seq.config import config_from_dict
-    from any2seq.models import build_model as build
+    from any2seq.seq2seq import build_model as build
 
     m = spec["model"]
     side = {"kind": "transformer", "d_model": d_model, "layers": m["layers"], "heads": m["heads"], "ff": ff,
@@ -101,11 +101,12 @@ def decode_point(point: dict, spec: dict, torch, device) -> dict:
 
 def train_point(point: dict, spec: dict, torch, device) -> dict:
     """Target tok/s of any2seq's model + loss + AdamW at one (batch tokens, width), and its peak memory."""
+    from common import StepTimer, peak_rss_mb
+
+    from any2seq.config import TrainConfig
     from any2seq.data import BatchStream, encode_cached
     from any2seq.data.tokenizer import Tokenizer
     from any2seq.train.optim import make_optimizer
-    from any2seq.config import TrainConfig
-    from common import StepTimer, peak_rss_mb
 
     tok = Tokenizer.load(spec["spm"])
     root, cache = Path(spec["data_root"]), Path(spec["workdir"]) / "cache"

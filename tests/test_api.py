@@ -5,8 +5,8 @@ import torch
 import any2seq
 from any2seq.config import DecodeConfig
 from any2seq.data import collate
-from any2seq.decoding import SearchOptions
 from any2seq.errors import UserError
+from any2seq.inference import SearchOptions
 from any2seq.interfaces import shift_right
 from any2seq.modeldir import load_model, read_card
 from any2seq.tasks.translation import Tokenizers, translate_lines

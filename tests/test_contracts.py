@@ -11,7 +11,7 @@ from any2seq.config import config_from_dict
 from any2seq.data.batching import collate
 from any2seq.errors import UserError
 from any2seq.interfaces import Decoder, Encoder, MissingContract, as_memory
-from any2seq.models import Seq2Seq, build_model
+from any2seq.seq2seq import Seq2Seq, build_model
 
 V = 24
 SMALL = {"d_model": 16, "layers": 1, "heads": 2, "ff": 32, "dropout": 0.0}
@@ -89,7 +89,7 @@ def test_a_decoder_with_an_output_layer_but_no_features_is_named_in_one_line():
 
 
 def test_tying_needs_both_embeddings():
-    from any2seq.models import tie_output
+    from any2seq.seq2seq import tie_output
 
     with pytest.raises(UserError) as e:
         tie_output(LogitsOnlyDecoder())

@@ -7,7 +7,7 @@ import torch
 from any2seq.config import config_from_dict
 from any2seq.data import Items, collate_items
 from any2seq.errors import UserError
-from any2seq.models import build_model
+from any2seq.seq2seq import build_model
 
 FRAME = (1, 8, 8)
 TEXT = {"kind": "transformer", "d_model": 16, "layers": 1, "heads": 2, "ff": 32, "dropout": 0.0}

@@ -10,9 +10,9 @@ from torch import nn
 from any2seq import registry
 from any2seq.config import config_from_dict
 from any2seq.data import Batch, Items, collate_items
-from any2seq.decoding import SearchOptions, decode_items
+from any2seq.inference import SearchOptions, decode_items
 from any2seq.interfaces import Encoder
-from any2seq.models import FrameSeq2Seq, build_model
+from any2seq.seq2seq import FrameSeq2Seq, build_model
 
 V, B, FRAME = 20, 3, (1, 16, 16)
 # Small sizes for whichever of these keys a component's config has; the tables below list every

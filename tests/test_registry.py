@@ -14,7 +14,7 @@ from any2seq.components import COMPONENTS
 from any2seq.config import config_from_dict
 from any2seq.errors import UserError
 from any2seq.interfaces import Encoder, Memory, lengths_to_mask
-from any2seq.models import build_model
+from any2seq.seq2seq import build_model
 
 V = 20
 

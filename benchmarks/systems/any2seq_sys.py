@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from common import decode_modes, StepTimer, run_system, setup_torch, versions  # noqa: E402,E501
+from common import StepTimer, decode_modes, run_system, setup_torch, versions  # noqa: E402,E501
 
 
 def config_dict(spec: dict, out: Path) -> dict:
@@ -92,7 +92,7 @@ def train(spec: dict, out: Path, timer: StepTimer) -> dict:
 def body(spec: dict) -> dict:
     torch, device = setup_torch(spec)
     import any2seq
-    from any2seq.models import count_parameters
+    from any2seq.seq2seq import count_parameters
 
     variant = spec.get("variant", {})
     name, bf16, workers = spec.get("system", "any2seq"), variant.get("precision") == "bf16", variant.get("workers", 1)

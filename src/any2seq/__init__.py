@@ -3,6 +3,10 @@ __version__ = "0.1.0"
 
 __all__ = ["Encoder", "Decoder", "EncoderDecoder", "Memory", "load", "__version__"]
 
+from . import moved as _moved
+
+_moved.install()  # any2seq.decoding and any2seq.models: renamed, still importable
+
 
 def __getattr__(name):
     # The interfaces (and with them torch) load on first use, so that the command line answers

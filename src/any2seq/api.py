@@ -8,11 +8,11 @@ from pathlib import Path
 import torch
 
 from .config import Config
-from .nn.transformer import TransformerConfig
-from .decoding import SearchOptions
 from .errors import UserError
+from .inference import SearchOptions
 from .modeldir import load_model
 from .nn.packed import pack_linears, packing_pays
+from .nn.transformer import TransformerConfig
 from .precision import DECODE_ROWS, Choice, choose, linear_shapes, normalize
 from .tasks import get_task
 
@@ -67,7 +67,7 @@ class Predictor:
                   seed: int = 0, progress: bool = False, batch_size: int | None = None,
                   workers: int | None = None, max_src_len: int | None = None) -> list[str] | list[list[str]]:
         """Text outputs in input order: one string per input, or lists of ``n_best`` strings.
-        ``workers=2`` decodes two batches at once (see ``decoding.decode_items``): faster for a
+        ``workers=2`` decodes two batches at once (see ``inference.decode_items``): faster for a
         file of many batches on a CPU with two cores or more."""
         if isinstance(lines, str):
             raise TypeError("translate() takes a list of strings")

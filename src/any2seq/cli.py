@@ -240,7 +240,7 @@ def _translator(args):
 
 def _batching(args) -> dict:
     """The decoding batch flags, checked, for ``Predictor.predict`` / ``translate`` / ``evaluate``."""
-    from .decoding import check_batching
+    from .inference import check_batching
 
     batching = {"batch_tokens": args.batch_tokens, "batch_size": args.batch_size, "workers": args.workers,
                 "max_src_len": args.max_src_len}
@@ -255,7 +255,7 @@ def _dtype(args) -> str:
 def cmd_translate(args) -> int:
     if args.engine == "ct2":
         return _translate_ct2(args)
-    from .decoding import SearchOptions  # validate flags before loading the model
+    from .inference import SearchOptions  # validate flags before loading the model
 
     # Without --beam the config's beam applies, known only once the model is loaded (it checks n_best then).
     beam = args.beam if args.beam is not None else max(args.n_best, 1)
@@ -282,8 +282,8 @@ def _translate_ct2(args) -> int:
                    if on]
     if unsupported:
         raise UserError(f"{unsupported[0]}: not supported with --engine ct2")
-    from .decoding import SearchOptions
     from .export.ct2 import CT2Translator, _read_info
+    from .inference import SearchOptions
 
     beam = args.beam if args.beam is not None else max(_read_info(args.model)["decode"]["beam"], args.n_best)
     SearchOptions(beam=beam, n_best=args.n_best, max_len=args.max_len)
@@ -333,7 +333,7 @@ def _stdin_lines() -> list[str]:
 
 
 def cmd_predict(args) -> int:
-    from .decoding import SearchOptions  # validate flags before loading the model
+    from .inference import SearchOptions  # validate flags before loading the model
 
     beam = args.beam if args.beam is not None else max(args.n_best, 1)
     SearchOptions(beam=beam, n_best=args.n_best, sample=args.sample, temperature=args.temperature,
@@ -400,7 +400,7 @@ def _input_kind(model: Path) -> str:
 def _evaluate_manifest(args) -> int:
     """``--src MANIFEST``: the user's own audio or image files, scored with the task's metrics."""
     from .data.manifest import read_entries, read_manifest, references
-    from .decoding import SearchOptions
+    from .inference import SearchOptions
     from .tasks import get_task
 
     SearchOptions(beam=args.beam or 1, max_len=args.max_len)
@@ -437,7 +437,7 @@ def _print_metrics(metrics: dict, as_json: bool) -> None:
 
 
 def _evaluate_split(args) -> int:
-    from .decoding import SearchOptions
+    from .inference import SearchOptions
 
     SearchOptions(beam=args.beam or 1, max_len=args.max_len)
     batching = _batching(args)
@@ -494,8 +494,8 @@ def _evaluate_files(args) -> int:
     metrics, those ``--split`` reports."""
     from . import registry
     from .data import check_parallel, read_lines
-    from .decoding import SearchOptions
     from .fileio import atomic_write
+    from .inference import SearchOptions
     from .metrics import bleu_chrf
     from .modeldir import read_config
     from .tasks import get_task

@@ -17,16 +17,23 @@ from .hf.encoder_folder import load_pretrained_encoder, with_hf_encoder
 from .hf.source_tokenizer import FOLDER as HF_TOKENIZER
 from .hf.tokenizer import FILES as MARIAN_FILES
 from .modeldir import config_changes, read_config, write_card, write_config
-from .models import count_parameters
 from .precision import TRAIN_ROWS, Choice, choose, linear_shapes
+from .seq2seq import count_parameters
 from .task_metrics import selected_metric
-from .train.checkpoint import (checkpoint_dirs, clean_partial, load_checkpoint, load_weights, read_trainer,
-                               save_tensors, unique_tensors)
+from .tasks import get_task
+from .train.checkpoint import (
+    checkpoint_dirs,
+    clean_partial,
+    load_checkpoint,
+    load_weights,
+    read_trainer,
+    save_tensors,
+    unique_tensors,
+)
 from .train.distributed import Dist, all_gather, barrier, init_distributed, main_first, shutdown
 from .train.lock import RunLock
 from .train.loop import TrainerState, fit
 from .train.optim import make_optimizer
-from .tasks import get_task
 
 
 def prepare_run_dir(out: Path, cfg: Config, resume: bool) -> None:

@@ -9,7 +9,7 @@ from any2seq import Decoder, registry
 from any2seq.config import config_from_dict
 from any2seq.errors import UserError
 from any2seq.interfaces import map_state, reorder_state
-from any2seq.models import build_model
+from any2seq.seq2seq import build_model
 
 V = 20
 ATOL = RTOL = 1e-5

@@ -7,8 +7,8 @@ from concurrent.futures import ThreadPoolExecutor
 import torch
 
 from any2seq.config import config_from_dict
-from any2seq.decoding import SearchOptions, decode_ids
-from any2seq.models import build_model
+from any2seq.inference import SearchOptions, decode_ids
+from any2seq.seq2seq import build_model
 
 V = 16
 SMALL = {"d_model": 16, "layers": 1, "heads": 2, "ff": 32, "dropout": 0.0}

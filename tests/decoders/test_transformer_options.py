@@ -8,7 +8,7 @@ import torch
 from any2seq.config import config_from_dict
 from any2seq.errors import UserError
 from any2seq.interfaces import EOS_ID
-from any2seq.models import build_model
+from any2seq.seq2seq import build_model
 
 LAYER = {"kind": "transformer", "d_model": 16, "layers": 2, "heads": 2, "ff": 32, "dropout": 0.0}
 

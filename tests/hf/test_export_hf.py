@@ -12,9 +12,9 @@ pytest.importorskip("transformers", reason="transformers is not installed (pip i
 
 from any2seq.cli import main  # noqa: E402
 from any2seq.config import config_from_dict  # noqa: E402
-from any2seq.decoding import SearchOptions, decode_ids  # noqa: E402
 from any2seq.errors import UserError  # noqa: E402
 from any2seq.hf.export import check_exportable  # noqa: E402
+from any2seq.inference import SearchOptions, decode_ids  # noqa: E402
 from any2seq.modeldir import load_model  # noqa: E402
 
 from .helpers import hf_generate  # noqa: E402

@@ -25,7 +25,7 @@ from any2seq.encoders.hf import build_hf_encoder, pretrained_state  # noqa: E402
 from any2seq.encoders.hf_config import HFEncoderConfig  # noqa: E402
 from any2seq.errors import UserError  # noqa: E402
 from any2seq.hf.encoder_folder import read_hf_config  # noqa: E402
-from any2seq.models import build_model  # noqa: E402
+from any2seq.seq2seq import build_model  # noqa: E402
 
 from .tiny_encoders import ROOT, SAVERS  # noqa: E402
 

@@ -14,8 +14,8 @@ import yaml
 pytest.importorskip("transformers", reason="transformers is not installed (pip install 'any2seq[hf]')")
 
 from any2seq.cli import main  # noqa: E402
-from any2seq.decoding import SearchOptions, decode_ids  # noqa: E402
 from any2seq.hf.tokenizer import any2seq_order, read_vocab  # noqa: E402
+from any2seq.inference import SearchOptions, decode_ids  # noqa: E402
 from any2seq.modeldir import load_model  # noqa: E402
 
 from .helpers import hf_generate  # noqa: E402

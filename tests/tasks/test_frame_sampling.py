@@ -46,3 +46,23 @@ def test_a_pixel_model_has_nothing_to_sample(tmp_path, capsys):
     write_gif(clip, moving_digits("test", 1, 0, frames=6, canvas=16, size=8)[0])
     assert main(["predict", "--model", str(run), str(clip), "--out", str(tmp_path / "out"), "--sample"]) == 2
     assert "has nothing to sample" in capsys.readouterr().err
+
+
+def test_sampled_futures_do_not_depend_on_how_clips_are_batched(tmp_path):
+    """Frame rollouts walk the same batches as token search (one batcher): each batch draws from its own
+    stream of the seed, so the samples do not change with the number of workers decoding the batches."""
+    import any2seq
+
+    model = any2seq.load(trained("video_prediction_warp.yaml", tmp_path))
+    paths = []
+    for i, clip in enumerate(moving_digits("test", 4, 0, frames=6, canvas=16, size=8)):
+        paths.append(str(tmp_path / f"{i}.gif"))
+        write_gif(paths[-1], clip)
+
+    def frames(**batching):
+        return np.stack([r["frames"] for r in model.predict(paths, sample=True, seed=5, **batching)])
+
+    one_by_one = frames(batch_size=1)
+    assert np.array_equal(one_by_one, frames(batch_size=1, workers=2))
+    assert np.array_equal(frames(batch_size=2), frames(batch_size=2, workers=2))
+    assert np.array_equal(frames(), frames())

@@ -5,8 +5,9 @@ import dataclasses
 from types import SimpleNamespace
 
 from any2seq.config import config_from_dict
-from any2seq.decoding import SearchOptions
-from any2seq.tasks import base, text_generation as tg
+from any2seq.inference import SearchOptions
+from any2seq.tasks import base
+from any2seq.tasks import text_generation as tg
 
 
 def test_concepts_are_the_sorted_content_words():

@@ -7,7 +7,7 @@ import torch
 
 from any2seq.config import config_from_dict
 from any2seq.data.batching import collate_items
-from any2seq.decoding import SearchOptions
+from any2seq.inference import SearchOptions
 from any2seq.tasks import get_task
 from any2seq.tasks.base import token_items
 

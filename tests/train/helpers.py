@@ -14,8 +14,8 @@ from safetensors.torch import load_file
 
 from any2seq.config import ModelConfig, TransformerDecoderConfig, TransformerEncoderConfig, load_config
 from any2seq.data.batching import collate
-from any2seq.models import build_model
 from any2seq.runner import train
+from any2seq.seq2seq import build_model
 
 REPO = Path(__file__).resolve().parents[2]
 MULTI30K = REPO / "data" / "multi30k"

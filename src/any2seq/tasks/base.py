@@ -17,9 +17,9 @@ import torch
 from ..config import Config
 from ..data import BatchStream, Items, Tokenizer, collate_items, make_batches, train_tokenizer
 from ..data.batching import pad_items
-from ..decoding import SearchOptions, decode_items
 from ..errors import UserError
-from ..models import build_model
+from ..inference import SearchOptions, batch_generator, decode_batches, decode_items, run_batches
+from ..seq2seq import build_model
 
 JOINT, SRC, TGT = "spm.model", "spm.src.model", "spm.tgt.model"
 
@@ -231,20 +231,28 @@ class FramesOutputTask(Task):
                            cfg.train.batch_tokens, cfg.train.seed, tuple(position))
 
     def rollout(self, model, src: Items, cfg, device, progress=False, seed: int | None = None) -> np.ndarray:
-        """Generated frames (N, T, C, H, W) for every source, in input order; with a ``seed``, sampled
-        (the decoder's ``sampling``), the same frames for the same seed."""
+        """Generated frames (N, T, C, H, W) for every source, in input order, in the batches every
+        inference path uses; with a ``seed``, sampled (the decoder's ``sampling``), the same frames
+        for the same seed however many workers decode them."""
         model.eval()
-        generator = None if seed is None else torch.Generator().manual_seed(seed)
-        out = np.zeros((len(src), self.n_frames(cfg), *self.frame_shape(cfg)), dtype=np.float32)
-        order = np.argsort(-src.lengths, kind="stable")
-        rows = max(1, cfg.decode.batch_tokens // max(int(src.lengths.max(initial=1)) + self.n_frames(cfg), 1))
-        for start in range(0, len(order), rows):
-            chunk = order[start: start + rows]
+        n, shape, batching = self.n_frames(cfg), self.frame_shape(cfg), cfg.decode.batching()
+        out = np.zeros((len(src), n, *shape), dtype=np.float32)
+        # a clip costs its source's positions and the frames it generates
+        batches = decode_batches(src.lengths + n, batching["batch_tokens"], batching["batch_size"], beam=1)
+        dtype = next(model.parameters()).dtype
+
+        @torch.inference_mode()
+        def run(j: int, chunk: list[int]) -> np.ndarray:
             x, lengths = pad_items(src, chunk, eos=False)
-            with torch.inference_mode():
-                frames = model.rollout(x.to(device), None if lengths is None else lengths.to(device),
-                                       self.n_frames(cfg), self.frame_shape(cfg), generator=generator)
-            out[chunk] = frames.cpu().numpy()
+            if x.is_floating_point():  # frames in the weights' dtype (bf16 decoding)
+                x = x.to(dtype)
+            generator = None if seed is None else batch_generator(seed, j, "cpu")
+            frames = model.rollout(x.to(device), None if lengths is None else lengths.to(device), n, shape,
+                                   generator=generator)
+            return frames.float().cpu().numpy()
+
+        for chunk, frames in run_batches(run, batches, batching["workers"], progress):
+            out[chunk] = frames
         return out
 
     def assess(self, model, toks, cfg, split, sources, src, targets, opts, device="cpu", progress=False):

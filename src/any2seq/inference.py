@@ -11,10 +11,9 @@ import torch
 from tqdm import tqdm
 
 from .config import MAX_BEAM
-from .errors import NoOutput, UserError
 from .data.batching import Items, pad_items
+from .errors import NoOutput, UserError
 from .search import Hypothesis, beam_search, compose, greedy, sample, temperature, top_k, top_p
-
 
 MAX_LEN = 65536  # output tokens: the search holds (sources x beam x max_len) ids, so 10**9 cannot fit
 INTEGERS = {"beam": "--beam", "n_best": "--n-best", "top_k": "--top-k", "max_len": "--max-len",
@@ -177,19 +176,26 @@ def decode_items(model, sources: Items, opts: SearchOptions, batch_tokens: int =
         generator = batch_generator(opts.seed, j, device) if opts.sample else None
         return _search(model, src.to(device), src_lengths, opts, generator, sizes)
 
-    bar = tqdm(total=sum(map(len, batches)), unit="sent", disable=not progress, leave=False, dynamic_ncols=True)
-    with bar:
-        for chunk, hyps in _run_batches(run, batches, workers):
-            for i, h in zip(chunk, hyps):
-                if not h or any(math.isnan(x.score) for x in h):  # beam search drops NaN, greedy keeps it
-                    raise NoOutput(f"input {i + 1}: no output: the model scored it NaN "
-                                   "(does it hold NaN weights, or overflow in bf16?)")
-                results[i] = h
-            bar.update(len(chunk))
+    for chunk, hyps in run_batches(run, batches, workers, progress):
+        for i, h in zip(chunk, hyps):
+            if not h or any(math.isnan(x.score) for x in h):  # beam search drops NaN, greedy keeps it
+                raise NoOutput(f"input {i + 1}: no output: the model scored it NaN "
+                               "(does it hold NaN weights, or overflow in bf16?)")
+            results[i] = h
     return results
 
 
-def _run_batches(run, batches: list[list[int]], workers: int):
+def run_batches(run, batches: list[list[int]], workers: int = 1, progress: bool = False):
+    """(batch, run(j, batch)) for every batch, in order, with a progress bar over the inputs:
+    how every inference path (token search, frame rollouts) walks its batches."""
+    bar = tqdm(total=sum(map(len, batches)), unit="input", disable=not progress, leave=False, dynamic_ncols=True)
+    with bar:
+        for chunk, out in _in_order(run, batches, workers):
+            yield chunk, out
+            bar.update(len(chunk))
+
+
+def _in_order(run, batches: list[list[int]], workers: int):
     """(batch, run(j, batch)) for every batch, in order; with ``workers`` > 1 from that many threads."""
     if workers == 1 or len(batches) < 2:
         yield from ((chunk, run(j, chunk)) for j, chunk in enumerate(batches))

@@ -3,7 +3,7 @@ lists come sorted, limits hold, and search over a real model agrees with itself.
 import pytest
 import torch
 
-from any2seq.decoding import SearchOptions, decode_ids
+from any2seq.inference import SearchOptions, decode_ids
 from any2seq.interfaces import BOS_ID, EOS_ID
 from any2seq.modeldir import load_model
 from any2seq.search import beam_search, greedy
@@ -130,17 +130,17 @@ def test_a_seed_torch_cannot_take_is_a_user_error(seed):
 def test_workers_decode_batches_at_once_with_the_same_outputs(loaded, sources, opts, monkeypatch):
     import threading
 
-    import any2seq.decoding as decoding
+    import any2seq.inference as inference
 
     model, _ = loaded
     one = tokens(decode_ids(model, sources, opts, batch_size=5))
-    seen, search = [], decoding._search
+    seen, search = [], inference._search
 
     def recording(*args):  # which thread decodes each batch, with how many intra-op threads
         seen.append((threading.get_ident(), torch.get_num_threads()))
         return search(*args)
 
-    monkeypatch.setattr(decoding, "_search", recording)
+    monkeypatch.setattr(inference, "_search", recording)
     threads = torch.get_num_threads()
     torch.set_num_threads(4)
     try:

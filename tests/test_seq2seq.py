@@ -8,10 +8,10 @@ from torch import nn
 from any2seq import Encoder
 from any2seq.config import TrainConfig, config_from_dict
 from any2seq.data import BatchStream, collate, write_token_array
-from any2seq.decoding import SearchOptions, decode_ids
 from any2seq.errors import UserError
+from any2seq.inference import SearchOptions, decode_ids
 from any2seq.interfaces import BOS_ID, EOS_ID, PAD_ID
-from any2seq.models import build_model
+from any2seq.seq2seq import build_model
 from any2seq.train.checkpoint import load_weights, save_tensors, unique_tensors
 from any2seq.train.distributed import Dist
 from any2seq.train.loop import TrainerState, fit
