@@ -84,6 +84,12 @@ class EncoderConfig:
         batch of such sources is sized by."""
         raise MissingContract(self, "memory_length(size), the memory positions a source of that size becomes")
 
+    def own_tokenizer(self) -> bool:
+        """Whether text reaches it as the ids of the tokenizer saved with its pretrained weights (a
+        text task then copies that tokenizer into the run) instead of a sentencepiece model trained
+        on the task's data."""
+        return False
+
 
 def encoder_config(cfg) -> EncoderConfig:
     """``cfg`` as the ``EncoderConfig`` a task asks; a plain config class is the one-line error."""

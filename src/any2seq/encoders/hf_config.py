@@ -40,6 +40,9 @@ class HFEncoderConfig(EncoderConfig):
     def memory_length(self, size: int) -> int:
         return 1 + size // SAMPLES_PER_POSITION
 
+    def own_tokenizer(self) -> bool:
+        return True  # the folder's tokenizer: the ids its embeddings were trained on
+
     def check(self):
         _require(bool(self.path or self.hf_config), "path", "an hf encoder needs the folder of a saved HF model")
         _require(self.channels in (1, 3), "channels", f"must be 1 (grey) or 3 (RGB), got {self.channels}")

@@ -6,8 +6,9 @@ from pathlib import Path
 
 from ..config import Config, DataConfig, DecodeConfig, TokenizerConfig
 from ..data import BatchStream, check_parallel, encode_cached, plain_or_gz, read_lines, train_tokenizer
-from ..decoding import SearchOptions
 from ..errors import UserError
+from ..inference import SearchOptions
+from ..interfaces import EncoderConfig
 from ..metrics import bleu_chrf
 from ..registry import TaskPart
 from .base import JOINT, SRC, TGT, TextOutputTask, Tokenizers, check_split, token_items
@@ -25,10 +26,17 @@ def check_data(cfg: Config) -> None:
         check_parallel(split_path(data, split, data.src_lang, key), split_path(data, split, data.tgt_lang, key))
 
 
+def own_tokenizer(cfg: Config) -> bool:
+    """Whether the encoder reads its pretrained tokenizer's ids (hf). A text encoder's config need
+    not subclass ``EncoderConfig`` (nothing else is asked of it): such an encoder reads ours."""
+    encoder = cfg.model.encoder
+    return isinstance(encoder, EncoderConfig) and encoder.own_tokenizer()
+
+
 def prepare_tokenizers(cfg: Config, run_dir: Path, reuse: bool) -> Tokenizers:
     """Train the sentencepiece model(s) into ``run_dir``; with ``reuse``, load those already there."""
     run_dir, data, tok = Path(run_dir), cfg.data, cfg.tokenizer
-    if cfg.model.encoder.kind == "hf":  # a pretrained text encoder reads its own tokenizer's ids
+    if own_tokenizer(cfg):
         from ..hf.source_tokenizer import prepare_hf_source
 
         return prepare_hf_source(cfg, run_dir, reuse)
@@ -47,7 +55,7 @@ def prepare_tokenizers(cfg: Config, run_dir: Path, reuse: bool) -> Tokenizers:
 
 def load_tokenizers(cfg: Config, run_dir: Path) -> Tokenizers:
     """The tokenizers saved in a run directory: sentencepiece model(s), or an imported Marian vocabulary."""
-    if cfg.model.encoder.kind == "hf":
+    if own_tokenizer(cfg):
         from ..hf.source_tokenizer import load_hf_source
 
         return load_hf_source(Path(run_dir))
