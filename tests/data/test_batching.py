@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import any2seq
-from any2seq.data.batching import BatchStream, collate, make_batches
+from any2seq.data.batching import Batch, BatchStream, collate, make_batches
 from any2seq.data.cache import write_token_array
 from any2seq.data.tokenizer import Tokenizer, train_tokenizer
 from any2seq.errors import UserError
@@ -111,6 +111,23 @@ def test_collate_takes_plain_lists_too():
     batch = collate(src, tgt, [2, 1])
     assert batch.src.tolist() == [[8, 8, 8], [7, 0, 0]] and batch.tgt.tolist() == [[10, 11, 2], [2, 0, 0]]
     assert batch.src.dtype == batch.tgt.dtype == torch.long
+
+
+def test_a_shard_keeps_the_token_widths_that_pad_to_rounded(tmp_path):
+    """train.pad_to bounds the shapes the model sees: the shard (every step's, world 1 included) once
+    trimmed the rounding away, so the setting did nothing."""
+    src, tgt = random_pairs(tmp_path, 7)
+    batch = collate(src, tgt, np.arange(7), pad_to=8)
+    assert batch.src.shape[1] % 8 == 0 and batch.tgt.shape[1] % 8 == 0
+    assert batch.shard(0, 1, pad_to=8).src.shape == batch.src.shape
+    assert batch.shard(0, 1, pad_to=8).tgt.shape == batch.tgt.shape
+    for rank in range(3):
+        shard = batch.shard(rank, 3, pad_to=8)
+        assert shard.src.shape[1] == -(-int(shard.src_lengths.max()) // 8) * 8
+        assert shard.tgt.shape[1] == -(-int(shard.tgt_lengths.max()) // 8) * 8
+    waves = Batch(torch.rand(3, 50), torch.tensor([50, 21, 13]), torch.ones(3, 8, dtype=torch.long),
+                  torch.tensor([8, 3, 5]))
+    assert waves.shard(1, 2, pad_to=8).src.shape == (1, 21)  # samples are never rounded
 
 
 def test_shard_partitions_the_rows(tmp_path):

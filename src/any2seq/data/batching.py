@@ -34,19 +34,25 @@ class Batch:
         """Target tokens in the batch, EOS included: the unit the loss is averaged over."""
         return int(self.tgt_lengths.sum())
 
-    def shard(self, rank: int, world: int) -> "Batch":
-        """Rows ``rank::world`` (this rank's share in data-parallel training), padding trimmed.
+    def shard(self, rank: int, world: int, pad_to: int = 1) -> "Batch":
+        """Rows ``rank::world`` (this rank's share in data-parallel training), padding trimmed to
+        what they need; token widths (integer ids) stay rounded up to a multiple of ``pad_to``, as
+        ``collate`` rounded them, so that ``train.pad_to`` still bounds the shapes the model sees.
 
         A batch with fewer rows than ``world`` leaves some ranks an empty shard.
         """
         rows = slice(rank, None, world)
+
+        def trimmed(x: Tensor, lengths: Tensor) -> Tensor:
+            return x[rows, : _width(lengths, 1 if x.is_floating_point() else pad_to)]  # samples, frames: exact
+
         tgt_lengths = self.tgt_lengths[rows]
         if self.src_lengths is None:
             src, src_lengths = self.src[rows], None
         else:
             src_lengths = self.src_lengths[rows]
-            src = self.src[rows, : _width(src_lengths)]
-        return Batch(src, src_lengths, self.tgt[rows, : _width(tgt_lengths)], tgt_lengths)
+            src = trimmed(self.src, src_lengths)
+        return Batch(src, src_lengths, trimmed(self.tgt, tgt_lengths), tgt_lengths)
 
     def to(self, device) -> "Batch":
         src_lengths = None if self.src_lengths is None else self.src_lengths.to(device)

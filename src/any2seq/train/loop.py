@@ -107,7 +107,7 @@ def fit(model: nn.Module, optimizer: torch.optim.Optimizer, batches: Iterator, v
             n_global = sum(b.n_tokens for b in micro)
             optimizer.zero_grad(set_to_none=True)
             for i, batch in enumerate(micro):
-                shard = batch.shard(dist.rank, dist.world).to(dist.device)
+                shard = batch.shard(dist.rank, dist.world, cfg.pad_to).to(dist.device)
                 sync = nullcontext() if dist.world == 1 or i == len(micro) - 1 else module.no_sync()
                 with sync, autocast:
                     loss_sum, _ = module(shard)
