@@ -199,6 +199,31 @@ def test_learned_positions_cap_the_source_length(data, tmp_path):
     assert len(predictor.translate(["Hund " * 1000], beam=2, max_len=400)) == 1  # past 256 positions: cut, not a crash
 
 
+
+def learned(n: int) -> tuple[str, ...]:
+    return tuple(f"model.{side}.{key}" for side in ("encoder", "decoder")
+                 for key in ("positions=learned", f"max_positions={n}"))
+
+
+def test_training_pairs_longer_than_learned_positions_are_refused_before_the_first_step(data, tmp_path):
+    config = write_config(tmp_path / "tiny.yaml", data, max_steps=1, valid_every=1)  # data.max_len 48
+    proc = subprocess.run(cli("train", str(config), "--out", str(tmp_path / "run"), "--no-progress",
+                              *[a for o in learned(16) for a in ("--set", o)]),
+                          capture_output=True, text=True, env=run_env(), timeout=HANG_GUARD_S)
+    one_line_error(proc, "model.encoder.max_positions: 16 learned positions", "data.max_len")
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_validation_leaves_out_pairs_longer_than_learned_positions(data, tmp_path):
+    """Training pairs fit (data.max_len 30), validation sentences do not all fit: the loss leaves
+    those out and greedy validation cuts its sources and outputs to the tables, instead of crashing
+    at the first validation."""
+    config = write_config(tmp_path / "tiny.yaml", data, max_steps=2, valid_every=2, valid_bleu=True, metric="bleu")
+    result = train_here(config, tmp_path / "run", overrides=(*learned(32), "data.max_len=30"))
+    assert result["step"] == 2
+    assert any2seq.load(tmp_path / "run").translate(["Ein Hund " * 20], max_len=50)
+
+
 # --- finding 6: bounded, typed search options -------------------------------------------------------
 
 def test_a_huge_beam_is_refused_on_the_command_line_before_the_model_loads(tmp_path):

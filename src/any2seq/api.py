@@ -12,8 +12,8 @@ from .errors import UserError
 from .inference import SearchOptions
 from .modeldir import load_model
 from .nn.packed import pack_linears, packing_pays
-from .nn.transformer import TransformerConfig
 from .precision import DECODE_ROWS, Choice, choose, linear_shapes, normalize
+from .seq2seq import learned_positions
 from .tasks import get_task
 
 
@@ -99,12 +99,6 @@ class Predictor:
         if positions and isinstance(decode.max_src_len, int) and decode.max_src_len > positions:
             decode = replace(decode, max_src_len=positions)
         return replace(self.cfg, decode=decode) if decode != self.cfg.decode else self.cfg
-
-
-def learned_positions(component) -> int:
-    """How many positions a Transformer encoder or decoder config with learned positions has; 0 if unbounded."""
-    learned = isinstance(component, TransformerConfig) and component.positions == "learned"
-    return component.max_positions if learned else 0
 
 
 def check_text(inputs: list[str]) -> None:

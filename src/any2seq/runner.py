@@ -18,7 +18,7 @@ from .hf.source_tokenizer import FOLDER as HF_TOKENIZER
 from .hf.tokenizer import FILES as MARIAN_FILES
 from .modeldir import config_changes, read_config, write_card, write_config
 from .precision import TRAIN_ROWS, Choice, choose, linear_shapes
-from .seq2seq import count_parameters
+from .seq2seq import check_positions, count_parameters
 from .task_metrics import selected_metric
 from .tasks import get_task
 from .train.checkpoint import (
@@ -115,6 +115,7 @@ def _train(cfg: Config, out: Path, resume: bool, progress: bool, dist: Dist, hel
         if dist.main:
             rewind_log(out, state.step)
     batches = main_first(dist, lambda: task.training_batches(cfg, toks, state.position))  # one cache writer
+    check_positions(cfg, *batches.token_lengths())
     validate = task.make_validate(model, toks, cfg, dist.device, cfg.train.valid_bleu) if dist.main else None
     n_params = count_parameters(model)
     card = {"task": cfg.task, "input": task.input_kind, "output": task.output_kind,

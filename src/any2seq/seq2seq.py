@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from . import registry
-from .config import ModelConfig
+from .config import DataConfig, ModelConfig
 from .decoders.transformer import TransformerDecoderConfig
 from .errors import UserError
 from .interfaces import (
@@ -25,6 +25,7 @@ from .interfaces import (
 )
 from .nn.frame_loss import best_shift_errors
 from .nn.loss import linear_cross_entropy
+from .nn.transformer import TransformerConfig
 from .registry import Sizes
 
 
@@ -215,3 +216,25 @@ def share_embeddings(encoder: nn.Module, decoder: nn.Module, src_vocab: int, tgt
 
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
+
+
+def learned_positions(component) -> int:
+    """How many positions a Transformer encoder or decoder config with learned positions has; 0 if
+    unbounded (sinusoids, recurrent and other components)."""
+    learned = isinstance(component, TransformerConfig) and component.positions == "learned"
+    return component.max_positions if learned else 0
+
+
+def check_positions(cfg, src_lengths, tgt_lengths) -> None:
+    """Training pairs of these token lengths (None: a side that is not tokens) fit the model's learned
+    position tables (a table has no row past its end), or a ``UserError`` naming the key, before the
+    first step rather than at the first batch holding a longer pair. Targets gain an end of sentence."""
+    lower = " (or lower data.max_len)" if isinstance(cfg.data, DataConfig) else ""
+    for side, component, lengths, extra, what in (
+            ("encoder", cfg.model.encoder, src_lengths, 0, "source tokens"),
+            ("decoder", cfg.model.decoder, tgt_lengths, 1, "target tokens with the end of sentence")):
+        positions = learned_positions(component)
+        longest = 0 if lengths is None or not len(lengths) else int(max(lengths)) + extra
+        if positions and longest > positions:
+            raise UserError(f"model.{side}.max_positions: {positions} learned positions, but training pairs "
+                            f"hold up to {longest} {what}; raise it{lower}")

@@ -260,6 +260,13 @@ class BatchStream:
                                pad_to=self.pad_to)
         return [self.kept[b] for b in batches] if self.filtered else batches
 
+    def token_lengths(self) -> tuple[Optional[np.ndarray], Optional[np.ndarray]]:
+        """The kept pairs' (source, target) lengths, each None where that side is not tokens."""
+        def tokens(side) -> bool:
+            return not isinstance(side, Items) or side.kind == "tokens"
+
+        return (self.src_lengths if tokens(self.src) else None, self.tgt_lengths if tokens(self.tgt) else None)
+
     @property
     def position(self) -> tuple[int, int]:
         """(epoch, index) of the batch that ``next`` returns."""

@@ -7,7 +7,7 @@ The training loop, search and checkpoints never see which task they serve.
 from __future__ import annotations
 
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
@@ -19,7 +19,7 @@ from ..data import BatchStream, Items, Tokenizer, collate_items, make_batches, t
 from ..data.batching import pad_items
 from ..errors import UserError
 from ..inference import SearchOptions, batch_generator, decode_batches, decode_items, run_batches
-from ..seq2seq import build_model
+from ..seq2seq import build_model, learned_positions
 
 JOINT, SRC, TGT = "spm.model", "spm.src.model", "spm.tgt.model"
 
@@ -98,10 +98,15 @@ class Task:
         valid split and, with ``decode``, the task's metrics of greedy outputs."""
         sources, targets = self.examples(cfg, "valid")
         src, tgt = self.source_items(cfg, toks, sources), self.target_items(cfg, toks, targets)
-        keep = np.flatnonzero(src.lengths > 0)  # an empty source has nothing to attend to: no loss
+        keep = np.flatnonzero(fits_positions(cfg, src, tgt) & (src.lengths > 0))  # an empty source: no loss
         batches = [keep[b] for b in make_batches(src.lengths[keep], tgt.lengths[keep], cfg.train.batch_tokens,
                                                  seed=0, epoch=0, shuffle=False)]
-        greedy = SearchOptions(beam=1, max_len_a=cfg.decode.max_len_a, max_len_b=cfg.decode.max_len_b)
+        # learned position tables end: greedy validation cuts sources and outputs to them, as api.py does
+        src_positions, tgt_positions = learned_positions(cfg.model.encoder), learned_positions(cfg.model.decoder)
+        greedy = SearchOptions(beam=1, max_len_a=cfg.decode.max_len_a, max_len_b=cfg.decode.max_len_b,
+                               max_len=min(tgt_positions or SearchOptions.max_len, SearchOptions.max_len))
+        if src_positions:
+            cfg = replace(cfg, decode=replace(cfg.decode, max_src_len=min(cfg.decode.max_src_len, src_positions)))
 
         def validate() -> dict:
             total, count = 0.0, 0
@@ -133,6 +138,17 @@ class Task:
     def card(self, cfg: Config, batches: BatchStream) -> dict:
         """What the model card records about the training data."""
         return {"examples": int(len(batches.kept))}
+
+
+def fits_positions(cfg: Config, src: Items, tgt: Items) -> np.ndarray:
+    """(N,) which pairs fit the model's learned position tables (all of them, without learned
+    positions): the validation loss leaves out those that do not, as training never sees them."""
+    fits = np.ones(len(src), dtype=bool)
+    for items, positions, extra in ((src, learned_positions(cfg.model.encoder), 0),
+                                    (tgt, learned_positions(cfg.model.decoder), 1)):  # targets gain an EOS
+        if positions and items.kind == "tokens":
+            fits &= items.lengths + extra <= positions
+    return fits
 
 
 def token_items(tokenizer: Tokenizer, texts: Sequence[str]) -> Items:
