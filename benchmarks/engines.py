@@ -6,9 +6,11 @@ one worker and at two, as whole `any2seq translate` processes -- what a user run
 Each round runs every row once, in turn, so a machine whose speed drifts slows all rows alike. A
 one-line run of the same command is timed beside each full run, and a row's decoding time is its
 fastest full run less its fastest one-line run: start-up (imports, loading, the precision probe)
-is not counted as decoding, and a slow start in one round does not leak into the figure. any2seq
-runs with `--dtype auto` (its best precision on this CPU), CTranslate2 with the float32 weights
-any2seq exported, so both decode the same numbers; the table says how many output lines agree.
+is not counted as decoding, and a slow start in one round does not leak into the figure. Both
+engines run each precision of `--dtypes` (default fp32: the float32 weights any2seq exported, so both
+decode the same numbers; `--dtypes fp32,int8` adds each engine's int8 weights, `any2seq translate
+--dtype int8` and CTranslate2's `compute_type=int8`); the table says how many output lines agree
+with any2seq's one-worker fp32 lines, and "each at its best" is each engine's fastest row.
 """
 from __future__ import annotations
 
@@ -28,12 +30,20 @@ from any2seq.data.text import read_lines  # noqa: E402
 from any2seq.errors import UserError  # noqa: E402
 from any2seq.precision import cpu_name  # noqa: E402
 
-ROWS = [("any2seq", "torch", 1), ("any2seq", "torch", 2), ("CTranslate2", "ct2", 1), ("CTranslate2", "ct2", 2)]
+ENGINES = [("any2seq", "torch"), ("CTranslate2", "ct2")]
+DTYPES = ("fp32", "int8")  # what both engines can decode in on a CPU
 
 
-def translate(model: Path, engine: str, workers: int, beam: int, src: Path, batch_size: int) -> tuple[float, str]:
+def rows_for(dtypes: list[str]) -> list[tuple[str, str, int, str]]:
+    """(system, engine, workers, dtype) of every row, fp32 first: the reference lines."""
+    return [(name, engine, workers, dtype) for dtype in dtypes for name, engine in ENGINES for workers in (1, 2)]
+
+
+def translate(model: Path, engine: str, workers: int, beam: int, src: Path, batch_size: int,
+              dtype: str = "fp32") -> tuple[float, str]:
     cmd = [sys.executable, "-m", "any2seq", "translate", "--model", str(model), "--engine", engine,
-           "--workers", str(workers), "--beam", str(beam)] + (["--batch-size", str(batch_size)] if batch_size else [])
+           "--workers", str(workers), "--beam", str(beam), "--dtype", dtype] + (
+              ["--batch-size", str(batch_size)] if batch_size else [])
     with open(src, "rb") as stdin:
         start = time.perf_counter()
         done = subprocess.run(cmd, stdin=stdin, capture_output=True, check=False)
@@ -53,9 +63,15 @@ def main(argv=None) -> int:
     ap.add_argument("--batch-size", type=int, default=32,
                     help="sentences per batch; 0: each engine's own default (any2seq: batches of tokens)")
     ap.add_argument("--beams", type=int, nargs="+", default=[1, 5], help="beam sizes to time (1 = greedy)")
+    ap.add_argument("--dtypes", default="fp32", help=f"comma-separated precisions to time, of {', '.join(DTYPES)}")
     ap.add_argument("--out", type=Path, help="write the results as JSON here")
     args = ap.parse_args(argv)
 
+    dtypes = args.dtypes.split(",")
+    if not set(dtypes) <= set(DTYPES) or "fp32" not in dtypes:
+        raise UserError(f"--dtypes {args.dtypes}: give fp32 (the reference lines) and any of {', '.join(DTYPES)}")
+    dtypes = sorted(set(dtypes), key=DTYPES.index)
+    ROWS = rows_for(dtypes)
     ct2 = args.ct2 or args.model.with_name(args.model.name + "-ct2")
     if not ct2.exists():
         subprocess.run([sys.executable, "-m", "any2seq", "export", "--ct2", str(args.model), str(ct2)], check=True)
@@ -63,7 +79,7 @@ def main(argv=None) -> int:
     if not lines:
         raise UserError(f"{args.src}: no lines to translate")
     models = {"torch": args.model, "ct2": ct2}
-    fastest: dict[tuple, float] = {}  # (system, workers, beam) -> the fastest full run, seconds
+    fastest: dict[tuple, float] = {}  # (system, workers, dtype, beam) -> the fastest full run, seconds
     startups: dict[tuple, float] = {}  # ... -> the fastest one-line run
     outputs: dict[tuple, list[str]] = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -72,44 +88,53 @@ def main(argv=None) -> int:
         one.write_text(lines[0] + "\n", encoding="utf-8")
         for r in range(args.rounds):
             for beam in args.beams:
-                for name, engine, workers in ROWS:
-                    key = (name, workers, beam)
-                    startup, _ = translate(models[engine], engine, workers, beam, one, args.batch_size)
-                    seconds, out = translate(models[engine], engine, workers, beam, full, args.batch_size)
+                for name, engine, workers, dtype in ROWS:
+                    key = (name, workers, dtype, beam)
+                    startup, _ = translate(models[engine], engine, workers, beam, one, args.batch_size, dtype)
+                    seconds, out = translate(models[engine], engine, workers, beam, full, args.batch_size, dtype)
                     fastest[key] = min(fastest.get(key, float("inf")), seconds)
                     startups[key] = min(startups.get(key, float("inf")), startup)
                     outputs[key] = out.splitlines()
-                    print(f"round {r + 1} beam {beam} {name} x{workers}: {seconds:.2f} s, start-up {startup:.2f} s",
-                          file=sys.stderr)
+                    print(f"round {r + 1} beam {beam} {name} x{workers} {dtype}: {seconds:.2f} s, "
+                          f"start-up {startup:.2f} s", file=sys.stderr)
     n = len(lines)
     net = {key: seconds - startups[key] for key, seconds in fastest.items()}
     rows, ratios = [], {}
     for beam in args.beams:
-        reference = outputs[("any2seq", 1, beam)]
-        for name, _, workers in ROWS:
-            key = (name, workers, beam)
+        reference = outputs[("any2seq", 1, "fp32", beam)]
+        rate = {}
+        for name, _, workers, dtype in ROWS:
+            key = (name, workers, dtype, beam)
             same = sum(a == b for a, b in zip(outputs[key], reference))
-            rows.append({"beam": beam, "system": name, "workers": workers, "seconds": round(net[key], 2),
-                         "start_up_s": round(startups[key], 2), "sent_per_s": round(n / net[key], 1),
-                         "same_lines_as_any2seq_x1": same})
-        rate = {(name, workers): n / net[(name, workers, beam)] for name, _, workers in ROWS}
+            rate[key[:3]] = n / net[key]
+            rows.append({"beam": beam, "system": name, "workers": workers, "dtype": dtype,
+                         "seconds": round(net[key], 2), "start_up_s": round(startups[key], 2),
+                         "sent_per_s": round(n / net[key], 1), "same_lines_as_any2seq_x1": same})
+
+        def best(system: str, among=tuple(dtypes)) -> float:
+            return max(v for (name, _, dtype), v in rate.items() if name == system and dtype in among)
+
         ratios[f"beam{beam}"] = {
-            "one_worker": round(rate[("any2seq", 1)] / rate[("CTranslate2", 1)], 2),
-            "each_at_best": round(max(rate[("any2seq", w)] for w in (1, 2))
-                                  / max(rate[("CTranslate2", w)] for w in (1, 2)), 2)}
+            "one_worker": round(rate[("any2seq", 1, "fp32")] / rate[("CTranslate2", 1, "fp32")], 2),
+            "each_at_best": round(best("any2seq") / best("CTranslate2"), 2)}
+        if len(dtypes) > 1:
+            ratios[f"beam{beam}"]["each_at_best_fp32"] = round(best("any2seq", ("fp32",))
+                                                               / best("CTranslate2", ("fp32",)), 2)
     batches = f"batches of {args.batch_size}" if args.batch_size else "each engine's default batches"
     print(f"\n{n} sentences, {batches}, best of {args.rounds} rounds, start-up subtracted; "
           f"{cpu_name()}\n")
-    print("| beam | system | workers | seconds | sent/s | lines equal to any2seq x1 |\n|---|---|---|---|---|---|")
+    print("| beam | system | workers | dtype | seconds | sent/s | lines equal to any2seq x1 fp32 |\n"
+          "|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['beam']} | {r['system']} | {r['workers']} | {r['seconds']} | {r['sent_per_s']} | "
+        print(f"| {r['beam']} | {r['system']} | {r['workers']} | {r['dtype']} | {r['seconds']} | {r['sent_per_s']} | "
               f"{r['same_lines_as_any2seq_x1']}/{n} |")
     print("\nany2seq / CTranslate2 (sent/s): " + "; ".join(
-        f"beam {k[4:]}: one worker each {v['one_worker']}x, each at its best {v['each_at_best']}x"
-        for k, v in ratios.items()))
+        f"beam {k[4:]}: " + ", ".join(f"{what.replace('_', ' ')} {v}x" for what, v in ratio.items())
+        for k, ratio in ratios.items()))
     if args.out:
         args.out.write_text(json.dumps({"cpu": cpu_name(), "model": str(args.model), "sentences": n,
-                                        "batch_size": args.batch_size, "rounds": args.rounds, "rows": rows,
+                                        "batch_size": args.batch_size, "rounds": args.rounds, "dtypes": dtypes,
+                                        "rows": rows,
                                         "ratios": ratios}, indent=1) + "\n", encoding="utf-8")
     return 0
 

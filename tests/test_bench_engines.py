@@ -22,13 +22,15 @@ def test_every_engine_and_worker_count_is_timed_on_the_same_lines(trained, corpu
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
     proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "engines.py"), "--model", str(trained.dir),
                            "--ct2", str(tmp_path / "ct2"), "--src", str(src), "--rounds", "1", "--beams", "1",
-                           "--out", str(out)], capture_output=True, text=True, env=env, timeout=300)
+                           "--dtypes", "fp32,int8", "--out", str(out)],
+                          capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads(out.read_text(encoding="utf-8"))
     assert report["sentences"] == 4
-    rows = {(r["system"], r["workers"]): r for r in report["rows"]}
-    assert set(rows) == {("any2seq", 1), ("any2seq", 2), ("CTranslate2", 1), ("CTranslate2", 2)}
-    # memorised pairs: both engines find the same greedy lines, whatever the worker count
-    assert all(r["same_lines_as_any2seq_x1"] == 4 for r in rows.values())
-    assert set(report["ratios"]["beam1"]) == {"one_worker", "each_at_best"}
-    assert "| 1 | CTranslate2 | 2 |" in proc.stdout and "each at its best" in proc.stdout
+    rows = {(r["system"], r["workers"], r["dtype"]): r for r in report["rows"]}
+    assert set(rows) == {(system, workers, dtype) for system in ("any2seq", "CTranslate2") for workers in (1, 2)
+                         for dtype in ("fp32", "int8")}
+    # memorised pairs: both engines find the same greedy lines in fp32, whatever the worker count
+    assert all(r["same_lines_as_any2seq_x1"] == 4 for key, r in rows.items() if key[2] == "fp32")
+    assert set(report["ratios"]["beam1"]) == {"one_worker", "each_at_best", "each_at_best_fp32"}
+    assert "| 1 | CTranslate2 | 2 | fp32 |" in proc.stdout and "each at best" in proc.stdout

@@ -11,8 +11,9 @@ from .config import Config
 from .errors import UserError
 from .inference import SearchOptions
 from .modeldir import load_model
+from .nn.int8 import quantize_linears
 from .nn.packed import pack_linears, packing_pays
-from .precision import DECODE_ROWS, Choice, choose, linear_shapes, normalize
+from .precision import DECODE_PRECISIONS, DECODE_ROWS, Choice, choose, linear_shapes, normalize
 from .seq2seq import learned_positions
 from .tasks import get_task
 
@@ -117,19 +118,27 @@ def load(path, device="cpu", dtype: str = "auto") -> Predictor:
     """The model in directory ``path``, ready to decode. ``dtype``: ``"auto"`` (default) times the
     model's products in float32 and bf16 on this machine and decodes in the faster (precision.py;
     frame outputs stay float32); ``"fp32"``/``"float32"`` or ``"bf16"``/``"bfloat16"`` force one
-    (bf16 for text outputs only). ``Predictor.precision`` says what was chosen and why. On CPU the
-    linear layers multiply by oneDNN-prepacked weights (``nn/packed.py``)."""
-    dtype = normalize(dtype, "dtype")
+    (bf16 for text outputs only); ``"int8"`` (opt-in, CPU, text outputs) multiplies by int8 weights
+    (``nn/int8.py``: faster on some CPUs, outputs not float32's). ``Predictor.precision`` says what
+    was chosen and why. On CPU the float linear layers multiply by oneDNN-prepacked weights
+    (``nn/packed.py``)."""
+    dtype = normalize(dtype, "dtype", DECODE_PRECISIONS)
+    if dtype == "int8" and torch.device(device).type != "cpu":
+        raise UserError(f"--dtype int8: for decoding on a CPU; on {device} use fp32 or bf16")
     model, toks, cfg, card = load_model(Path(path), device)
     text_output = get_task(cfg.task).output_kind == "text"
-    if dtype == "bf16" and not text_output:
-        raise UserError(f"bf16 decoding is for models with text output; this {cfg.task} model makes frames")
+    if dtype in ("bf16", "int8") and not text_output:
+        raise UserError(f"{dtype} decoding is for models with text output; this {cfg.task} model makes frames")
     if dtype == "auto" and not text_output:
         choice = Choice("fp32", "frame outputs decode in float32")
+    elif dtype == "int8":
+        choice = Choice("int8", "forced")
     else:
         choice = choose(dtype, linear_shapes(model), DECODE_ROWS, device, train=False)
     model.to(choice.dtype)
-    if torch.device(device).type == "cpu":
+    if choice.precision == "int8":
+        quantize_linears(model)
+    elif torch.device(device).type == "cpu":
         # prepacked oneDNN weights, for the layers whose products they make faster here (nn/packed.py)
         pack_linears(model, functools.partial(packing_pays, rows=DECODE_ROWS))
     predictor = Predictor(model, toks, cfg, card, device=device)

@@ -32,9 +32,10 @@ from torch import nn
 from .errors import UserError
 from .fileio import user_cache
 
-Precision = Literal["fp32", "bf16"]
+Precision = Literal["fp32", "bf16", "int8"]
 PRECISIONS = ("auto", "fp32", "bf16")
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+DECODE_PRECISIONS = (*PRECISIONS, "int8")  # int8: decoding only, opt-in (nn/int8.py)
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "int8": torch.float32}  # int8: its linears' weights only
 ALIASES = {"float32": "fp32", "bfloat16": "bf16"}  # the API's older names for the same choices
 ENV = "ANY2SEQ_PRECISION"
 TRAIN_ROWS = 512  # rows of a training product: a batch's tokens, capped (the speed ratio has settled by then)
@@ -71,11 +72,11 @@ class Choice:
                 f"bf16 {self.bf16_gflops:.0f} GFLOP/s on the model's products, {cpu_name()})")
 
 
-def normalize(precision: str, key: str = "precision") -> str:
-    """``auto``, ``fp32`` or ``bf16`` (``float32``/``bfloat16`` accepted), else a one-line error."""
+def normalize(precision: str, key: str = "precision", allowed: Sequence[str] = PRECISIONS) -> str:
+    """One of ``allowed`` (``float32``/``bfloat16`` accepted for fp32/bf16), else a one-line error."""
     value = ALIASES.get(precision, precision)
-    if value not in PRECISIONS:
-        raise UserError(f"{key}: {precision!r} is not one of auto, fp32, bf16")
+    if value not in allowed:
+        raise UserError(f"{key}: {precision!r} is not one of {', '.join(allowed)}")
     return value
 
 
