@@ -1,6 +1,7 @@
 # any2seq: `make demo` trains and evaluates the default model; `make test` runs the test suite;
 # `make bench` compares any2seq with its peers (benchmarks/README.md), `make bench-quick` in minutes,
 # `make bench-marian` decodes an imported Marian model with HF generate and with any2seq.
+# `make test-hf-compat` runs the Hugging Face tests again on transformers 4.57.x.
 PY      ?= python3
 VENV    ?= .venv
 BIN      = $(VENV)/bin
@@ -11,8 +12,14 @@ TEST_REF = data/multi30k/test_2016_flickr.en.gz
 BENCH_VENV ?= .bench-venv
 BENCH_ARGS ?=
 MARIAN_ARGS ?=
+# The oldest transformers line any2seq[hf] accepts, with the tokenizers and huggingface_hub it needs
+# (transformers 4.57 wants tokenizers <=0.23.0 and huggingface_hub <1.0; the venv has 5.x's).
+HF_COMPAT     ?= transformers==4.57.6 tokenizers==0.22.2 huggingface_hub==0.36.2
+HF_COMPAT_DIR ?= .hf-compat
+# every test that runs transformers: tests/hf, the Marian benchmark's, and the tutorial's HF blocks
+HF_TESTS = tests/hf tests/test_bench_marian_import.py 'tests/test_docs.py::test_every_code_block_runs[tutorial.md]'
 
-.PHONY: venv demo test clean bench bench-quick bench-venv bench-marian
+.PHONY: venv demo test test-hf-compat clean bench bench-quick bench-venv bench-marian
 
 venv: $(BIN)/any2seq
 
@@ -34,6 +41,16 @@ demo: venv
 test: venv
 	$(BIN)/python -m pytest tests
 
+# The HF tests on transformers 4.57.x without a second venv (a second torch and the test extras would
+# cost minutes): only those three packages, installed with --target beside the venv and first on
+# PYTHONPATH, so that everything else is the venv's. The import check comes first because the tests
+# importorskip transformers: a broken overlay would otherwise skip them all and pass.
+test-hf-compat: venv
+	rm -rf $(HF_COMPAT_DIR)
+	$(BIN)/pip install -q --no-deps --no-compile --target $(HF_COMPAT_DIR) $(HF_COMPAT)
+	PYTHONPATH=$(abspath $(HF_COMPAT_DIR)) $(BIN)/python -c "import transformers as t; assert t.__version__.startswith('4.57.'), t.__version__"
+	PYTHONPATH=$(abspath $(HF_COMPAT_DIR)) $(BIN)/python -m pytest $(HF_TESTS)
+
 # The peer venv: torch==2.13.0 first, then pinned peers constrained to it (benchmarks/setup_venv.sh).
 bench-venv: $(BENCH_VENV)/peers.json
 
@@ -52,4 +69,4 @@ bench-marian: venv
 	$(BIN)/python benchmarks/marian_import.py $(MARIAN_ARGS)
 
 clean:
-	rm -rf $(VENV) $(BENCH_VENV) benchmarks/.work runs data/multi30k/.cache
+	rm -rf $(VENV) $(HF_COMPAT_DIR) $(BENCH_VENV) benchmarks/.work runs data/multi30k/.cache

@@ -27,7 +27,7 @@ from any2seq.errors import UserError  # noqa: E402
 from any2seq.hf.encoder_folder import read_hf_config  # noqa: E402
 from any2seq.seq2seq import build_model  # noqa: E402
 
-from .tiny_encoders import ROOT, SAVERS  # noqa: E402
+from .tiny_encoders import ROOT, SAVERS, vit_image_processor  # noqa: E402
 
 TINY = ROOT / "configs" / "tiny"
 GRU = "model.decoder={kind: gru, embed: 32, hidden: 32, layers: 1, dropout: 0.0}"
@@ -130,12 +130,12 @@ def test_a_wav2vec2_input_shorter_than_its_receptive_field_gives_one_position(sa
 
 
 def test_vit_sees_what_its_image_processor_gives(saved):
-    from transformers import ViTImageProcessorPil, ViTModel
+    from transformers import ViTModel
 
     folder = saved("vit")
     encoder = pretrained(folder, channels=3).eval()
     pixels = np.random.default_rng(0).integers(0, 256, (2, 32, 32, 3), dtype=np.uint8)  # the model's size
-    inputs = ViTImageProcessorPil.from_pretrained(folder)(list(pixels), return_tensors="pt")
+    inputs = vit_image_processor().from_pretrained(folder)(list(pixels), return_tensors="pt")
     with torch.no_grad():
         memory = encoder(torch.from_numpy(pixels).permute(0, 3, 1, 2).float() / 255)
         theirs = ViTModel.from_pretrained(folder).eval()(**inputs).last_hidden_state

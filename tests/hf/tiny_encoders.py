@@ -20,14 +20,25 @@ def quiet_transformers() -> None:
     logging.disable_progress_bar()
 
 
+def vit_image_processor():
+    """ViT's PIL image processor class. transformers 5 names it ViTImageProcessorPil (its ViTImageProcessor
+    wants torchvision, which the test extras leave out, and warns on stderr as it falls back); 4.x has no
+    ViTImageProcessorPil, and its ViTImageProcessor is the PIL one."""
+    import transformers
+
+    if int(transformers.__version__.split(".")[0]) >= 5:
+        return transformers.ViTImageProcessorPil
+    return transformers.ViTImageProcessor
+
+
 def save_vit(folder: Path) -> Path:
-    from transformers import ViTConfig, ViTImageProcessorPil, ViTModel
+    from transformers import ViTConfig, ViTModel
 
     quiet_transformers()
 
     torch.manual_seed(0)
     ViTModel(ViTConfig(**SMALL, image_size=32, patch_size=8)).save_pretrained(folder)
-    ViTImageProcessorPil(size={"height": 32, "width": 32}).save_pretrained(folder)
+    vit_image_processor()(size={"height": 32, "width": 32}).save_pretrained(folder)
     return folder
 
 
