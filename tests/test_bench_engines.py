@@ -22,15 +22,34 @@ def test_every_engine_and_worker_count_is_timed_on_the_same_lines(trained, corpu
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
     proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "engines.py"), "--model", str(trained.dir),
                            "--ct2", str(tmp_path / "ct2"), "--src", str(src), "--rounds", "1", "--beams", "1",
-                           "--dtypes", "fp32,int8", "--out", str(out)],
+                           "--out", str(out)],
                           capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads(out.read_text(encoding="utf-8"))
     assert report["sentences"] == 4
     rows = {(r["system"], r["workers"], r["dtype"]): r for r in report["rows"]}
-    assert set(rows) == {(system, workers, dtype) for system in ("any2seq", "CTranslate2") for workers in (1, 2)
-                         for dtype in ("fp32", "int8")}
-    # memorised pairs: both engines find the same greedy lines in fp32, whatever the worker count
-    assert all(r["same_lines_as_any2seq_x1"] == 4 for key, r in rows.items() if key[2] == "fp32")
-    assert set(report["ratios"]["beam1"]) == {"one_worker", "each_at_best", "each_at_best_fp32"}
+    assert set(rows) == {(system, workers, "fp32") for system in ("any2seq", "CTranslate2") for workers in (1, 2)}
+    # memorised pairs: both engines find the same greedy lines, whatever the worker count
+    assert all(r["same_lines_as_any2seq_x1"] == 4 for r in rows.values())
+    assert set(report["ratios"]["beam1"]) == {"one_worker", "each_at_best"}
     assert "| 1 | CTranslate2 | 2 | fp32 |" in proc.stdout and "each at best" in proc.stdout
+
+
+def test_rows_cover_every_engine_worker_count_and_dtype_asked_for():
+    """The int8 rows run the same translate processes with --dtype int8 (tests/test_int8.py runs that
+    flag); here, only that they are asked for, fp32 first as the reference lines."""
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import engines
+
+    rows = engines.rows_for(["fp32", "int8"])
+    assert len(rows) == 8 and rows[0] == ("any2seq", "torch", 1, "fp32")
+    assert {(name, dtype) for name, _, _, dtype in rows} == {(n, d) for n in ("any2seq", "CTranslate2")
+                                                             for d in ("fp32", "int8")}
+
+
+@pytest.mark.parametrize("dtypes", ["int8", "fp32,int4"])
+def test_dtypes_without_the_fp32_reference_or_unknown_are_refused_in_one_line(dtypes, tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "engines.py"), "--model", str(tmp_path),
+                           "--dtypes", dtypes], capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and f"--dtypes {dtypes}" in proc.stderr
