@@ -1,4 +1,6 @@
-"""Decoding sources of any modality in size-sorted batches, in input order, with any search."""
+"""Inference over many sources of any modality: size-sorted batches (``decode_batches``), walked in
+input order by one or more workers (``run_batches``). Token outputs come from any search
+(``decode_items``); frame models' rollouts (``FramesOutputTask.rollout``) walk the same batches."""
 from __future__ import annotations
 
 import logging
