@@ -12,17 +12,8 @@ from . import registry
 from .config import DataConfig, ModelConfig
 from .decoders.transformer import TransformerDecoderConfig
 from .errors import UserError
-from .interfaces import (
-    BOS_ID,
-    EOS_ID,
-    PAD_ID,
-    Decoder,
-    Encoder,
-    EncoderDecoder,
-    as_memory,
-    lengths_to_mask,
-    shift_right,
-)
+from .interfaces import (BOS_ID, EOS_ID, PAD_ID, Decoder, Encoder, EncoderDecoder, as_memory, lengths_to_mask,
+                         shift_right)
 from .nn.frame_loss import best_shift_errors
 from .nn.loss import linear_cross_entropy
 from .nn.transformer import TransformerConfig
