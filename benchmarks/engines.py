@@ -8,9 +8,12 @@ one-line run of the same command is timed beside each full run, and a row's deco
 fastest full run less its fastest one-line run: start-up (imports, loading, the precision probe)
 is not counted as decoding, and a slow start in one round does not leak into the figure. Both
 engines run each precision of `--dtypes` (default fp32: the float32 weights any2seq exported, so both
-decode the same numbers; `--dtypes fp32,int8` adds each engine's int8 weights, `any2seq translate
---dtype int8` and CTranslate2's `compute_type=int8`); the table says how many output lines agree
-with any2seq's one-worker fp32 lines, and "each at its best" is each engine's fastest row.
+decode the same numbers; `--dtypes fp32,bf16,int8` adds `any2seq translate --dtype bf16|int8` and
+CTranslate2's `compute_type=bfloat16|int8` where this CPU's CTranslate2 build computes in it, and
+leaves out, saying so, a row it would silently run in another type); the table says how many output
+lines agree with any2seq's one-worker fp32 lines and, given references (`--ref`; by default
+test_2016_flickr.en beside the default `--src`), each row's BLEU; "each at its best" is each engine's
+fastest row.
 """
 from __future__ import annotations
 
@@ -28,15 +31,20 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from any2seq.data.text import read_lines  # noqa: E402
 from any2seq.errors import UserError  # noqa: E402
+from any2seq.metrics import bleu_chrf  # noqa: E402
 from any2seq.precision import cpu_name  # noqa: E402
 
 ENGINES = [("any2seq", "torch"), ("CTranslate2", "ct2")]
-DTYPES = ("fp32", "int8")  # what both engines can decode in on a CPU
+DTYPES = ("fp32", "bf16", "int8")  # any2seq decodes in each on a CPU; CTranslate2 where its build can
+CT2_TYPES = {"fp32": "float32", "bf16": "bfloat16", "int8": "int8"}  # as `translate --engine ct2 --dtype` maps them
+DEFAULT_SRC = ROOT / "data/multi30k/test_2016_flickr.de.gz"
 
 
-def rows_for(dtypes: list[str]) -> list[tuple[str, str, int, str]]:
-    """(system, engine, workers, dtype) of every row, fp32 first: the reference lines."""
-    return [(name, engine, workers, dtype) for dtype in dtypes for name, engine in ENGINES for workers in (1, 2)]
+def rows_for(dtypes: list[str], ct2_types=frozenset(CT2_TYPES.values())) -> list[tuple[str, str, int, str]]:
+    """(system, engine, workers, dtype) of every row, fp32 first: the reference lines. ``ct2_types``:
+    the compute types CTranslate2 supports on this CPU (it would run the others in another type)."""
+    return [(name, engine, workers, dtype) for dtype in dtypes for name, engine in ENGINES for workers in (1, 2)
+            if engine != "ct2" or CT2_TYPES[dtype] in ct2_types]
 
 
 def translate(model: Path, engine: str, workers: int, beam: int, src: Path, batch_size: int,
@@ -57,7 +65,9 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", type=Path, required=True, help="a translation model directory from `any2seq train`")
     ap.add_argument("--ct2", type=Path, help="its CTranslate2 export (default: MODEL-ct2, made if missing)")
-    ap.add_argument("--src", type=Path, default=ROOT / "data/multi30k/test_2016_flickr.de.gz")
+    ap.add_argument("--src", type=Path, default=DEFAULT_SRC)
+    ap.add_argument("--ref", type=Path, help="reference translations: each row's BLEU "
+                                              "(default: test_2016_flickr.en with the default --src)")
     ap.add_argument("--sentences", type=int, default=1000)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--batch-size", type=int, default=32,
@@ -71,13 +81,24 @@ def main(argv=None) -> int:
     if not set(dtypes) <= set(DTYPES) or "fp32" not in dtypes:
         raise UserError(f"--dtypes {args.dtypes}: give fp32 (the reference lines) and any of {', '.join(DTYPES)}")
     dtypes = sorted(set(dtypes), key=DTYPES.index)
-    ROWS = rows_for(dtypes)
+    import ctranslate2
+
+    ct2_types = ctranslate2.get_supported_compute_types("cpu")
+    ROWS = rows_for(dtypes, ct2_types)
+    for dtype in dtypes:
+        if CT2_TYPES[dtype] not in ct2_types:
+            print(f"no CTranslate2 {dtype} rows: its build computes in {', '.join(sorted(ct2_types))} on this CPU",
+                  file=sys.stderr)
+    ref_path = args.ref or (DEFAULT_SRC.with_name("test_2016_flickr.en.gz") if args.src == DEFAULT_SRC else None)
     ct2 = args.ct2 or args.model.with_name(args.model.name + "-ct2")
     if not ct2.exists():
         subprocess.run([sys.executable, "-m", "any2seq", "export", "--ct2", str(args.model), str(ct2)], check=True)
     lines = list(itertools.islice(read_lines(args.src), args.sentences))
     if not lines:
         raise UserError(f"{args.src}: no lines to translate")
+    refs = list(itertools.islice(read_lines(ref_path), len(lines))) if ref_path else None
+    if refs is not None and len(refs) != len(lines):
+        raise UserError(f"{ref_path}: {len(refs)} lines for {len(lines)} sources")
     models = {"torch": args.model, "ct2": ct2}
     fastest: dict[tuple, float] = {}  # (system, workers, dtype, beam) -> the fastest full run, seconds
     startups: dict[tuple, float] = {}  # ... -> the fastest one-line run
@@ -109,7 +130,8 @@ def main(argv=None) -> int:
             rate[key[:3]] = n / net[key]
             rows.append({"beam": beam, "system": name, "workers": workers, "dtype": dtype,
                          "seconds": round(net[key], 2), "start_up_s": round(startups[key], 2),
-                         "sent_per_s": round(n / net[key], 1), "same_lines_as_any2seq_x1": same})
+                         "sent_per_s": round(n / net[key], 1), "same_lines_as_any2seq_x1": same,
+                         "bleu": round(bleu_chrf(outputs[key], refs)["bleu"], 2) if refs else None})
 
         def best(system: str, among=tuple(dtypes)) -> float:
             return max(v for (name, _, dtype), v in rate.items() if name == system and dtype in among)
@@ -123,17 +145,19 @@ def main(argv=None) -> int:
     batches = f"batches of {args.batch_size}" if args.batch_size else "each engine's default batches"
     print(f"\n{n} sentences, {batches}, best of {args.rounds} rounds, start-up subtracted; "
           f"{cpu_name()}\n")
-    print("| beam | system | workers | dtype | seconds | sent/s | lines equal to any2seq x1 fp32 |\n"
-          "|---|---|---|---|---|---|---|")
+    print("| beam | system | workers | dtype | seconds | sent/s | lines equal to any2seq x1 fp32 | BLEU |\n"
+          "|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['beam']} | {r['system']} | {r['workers']} | {r['dtype']} | {r['seconds']} | {r['sent_per_s']} | "
-              f"{r['same_lines_as_any2seq_x1']}/{n} |")
+              f"{r['same_lines_as_any2seq_x1']}/{n} | {'—' if r['bleu'] is None else r['bleu']} |")
     print("\nany2seq / CTranslate2 (sent/s): " + "; ".join(
         f"beam {k[4:]}: " + ", ".join(f"{what.replace('_', ' ')} {v}x" for what, v in ratio.items())
         for k, ratio in ratios.items()))
     if args.out:
         args.out.write_text(json.dumps({"cpu": cpu_name(), "model": str(args.model), "sentences": n,
                                         "batch_size": args.batch_size, "rounds": args.rounds, "dtypes": dtypes,
+                                        "ct2_cpu_compute_types": sorted(ct2_types),
+                                        "ref": str(ref_path) if ref_path else None,
                                         "rows": rows,
                                         "ratios": ratios}, indent=1) + "\n", encoding="utf-8")
     return 0

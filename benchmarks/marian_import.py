@@ -41,6 +41,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from marian_model import SHAPES, build_marian, read_multi30k  # noqa: E402
 
+from any2seq.precision import cpu_name  # noqa: E402
+
 SEARCHES = {"greedy": 1, "beam5": 5}
 HF_PRECISIONS = ("fp32", "bf16-autocast", "bf16")
 ANY2SEQ_PRECISIONS = ("fp32", "bf16", "auto")
@@ -122,14 +124,6 @@ def timed(run, batches: list[list[str]], beam: int) -> tuple[list[list[int]], fl
     start = time.perf_counter()
     ids = [row for lines in batches for row in run(lines, beam)[0]]
     return ids, time.perf_counter() - start
-
-
-def cpu_name() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        return next(line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name"))
-    except (OSError, subprocess.CalledProcessError, StopIteration):
-        return platform.processor()
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -39,6 +39,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 import best  # noqa: E402  (benchmarks/best.py)
+from any2seq.precision import cpu_name  # noqa: E402  (the driver runs in the main venv)
 
 # name -> (script, venv, the training system whose model it decodes, or None)
 SYSTEMS = {
@@ -553,7 +554,7 @@ def main(argv=None) -> int:
     import torch
 
     meta = {"date": dt.datetime.now().isoformat(timespec="seconds"), "host": host, "platform": platform.platform(),
-            "cpu": _cpu_name(), "cpus": os.cpu_count(), "threads": args.threads, "device": run["device"],
+            "cpu": cpu_name(), "cpus": os.cpu_count(), "threads": args.threads, "device": run["device"],
             "gpu": torch.cuda.get_device_name(0) if run["device"] == "cuda" else None,
             "quick": args.quick, "steps": run["steps"], "timing_warmup": run["timing_warmup"],
             "sentences": run["sentences"], "decode_only": args.decode_only, "decode_rounds": run["decode_rounds"],
@@ -610,16 +611,6 @@ def _commit() -> str | None:
     if head.returncode != 0:
         return None
     return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
 
 
 if __name__ == "__main__":

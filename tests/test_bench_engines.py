@@ -31,6 +31,7 @@ def test_every_engine_and_worker_count_is_timed_on_the_same_lines(trained, corpu
     assert set(rows) == {(system, workers, "fp32") for system in ("any2seq", "CTranslate2") for workers in (1, 2)}
     # memorised pairs: both engines find the same greedy lines, whatever the worker count
     assert all(r["same_lines_as_any2seq_x1"] == 4 for r in rows.values())
+    assert all(r["bleu"] is None for r in rows.values())  # no --ref for a --src of one's own
     assert set(report["ratios"]["beam1"]) == {"one_worker", "each_at_best"}
     assert "| 1 | CTranslate2 | 2 | fp32 |" in proc.stdout and "each at best" in proc.stdout
 
@@ -45,6 +46,10 @@ def test_rows_cover_every_engine_worker_count_and_dtype_asked_for():
     assert len(rows) == 8 and rows[0] == ("any2seq", "torch", 1, "fp32")
     assert {(name, dtype) for name, _, _, dtype in rows} == {(n, d) for n in ("any2seq", "CTranslate2")
                                                              for d in ("fp32", "int8")}
+    # a CTranslate2 build without bfloat16 on this CPU would run it as another type: no such row
+    rows = engines.rows_for(["fp32", "bf16"], {"float32", "int8"})
+    assert {(name, dtype) for name, _, _, dtype in rows} == {("any2seq", "fp32"), ("CTranslate2", "fp32"),
+                                                             ("any2seq", "bf16")}
 
 
 @pytest.mark.parametrize("dtypes", ["int8", "fp32,int4"])

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from any2seq.precision import cpu_name
+
 REPO = Path(__file__).resolve().parents[1]
 RUN = REPO / "benchmarks" / "run.py"
 MULTI30K = REPO / "data" / "multi30k"
@@ -84,13 +86,6 @@ def tables(stdout: str) -> dict[str, list[str]]:
         elif line.strip():
             heading = line
     return out
-
-
-def cpu_name() -> str:
-    sys.path.insert(0, str(REPO / "benchmarks"))
-    from run import _cpu_name
-
-    return _cpu_name()
 
 
 def test_table_and_charts(bench):

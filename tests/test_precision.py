@@ -147,3 +147,16 @@ def test_a_verdict_the_two_rounds_disagree_on_is_not_cached(monkeypatch):
     again = precision.choose("auto", SHAPES, 64, "cpu", train=False)
     assert (again.precision, again.how) == ("fp32", "probe")
     assert torch.float32 == again.dtype
+
+
+ZEN3 = "processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 25\nmodel\t\t: 1\nmodel name\t: AMD EPYC\nflags\t\t: fpu avx avx2\n\nprocessor\t: 1\n"
+ZEN5 = ZEN3.replace(": 25", ": 26").replace("model\t\t: 1", "model\t\t: 2").replace("avx2", "avx2 avx512f avx512_bf16")
+
+
+def test_the_cpu_name_tells_apart_cpus_that_share_a_model_name():
+    """Figures and cached verdicts say which CPU they came from: "AMD EPYC" alone is two CPUs, one where
+    bf16 is the slow path and one where it is the fast one."""
+    zen3, zen5 = precision.cpu_name(ZEN3), precision.cpu_name(ZEN5)
+    assert zen3.startswith("AMD EPYC (family 25 model 1, ") and "bf16" not in zen3
+    assert zen5.startswith("AMD EPYC (family 26 model 2, ") and zen5.endswith(", avx512_bf16)")
+    assert precision.cpu_name("model name\t: Apple M2\n") == "Apple M2"  # no x86 family: the name as it is

@@ -175,14 +175,29 @@ def _pass_seconds(shapes: Sequence[tuple[int, int]], rows: int, dtype: torch.dty
         return min(one_pass() for _ in range(repeats))
 
 
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text(errors="replace").splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+def cpu_name(cpuinfo: str | None = None) -> str:
+    """The CPU as a reader of a figure needs it. The model name alone can hide two CPUs ("AMD EPYC"
+    is a Zen 3 with AVX2 only and a Zen 5 with AVX512-BF16), so on x86 Linux the family and model
+    follow it, with torch's instruction-set level and the bf16 units that decide ``auto``.
+    ``cpuinfo``: the text of /proc/cpuinfo (read when not given)."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text(errors="replace")
+        except OSError:
+            cpuinfo = ""
+    fields: dict[str, str] = {}
+    for line in cpuinfo.splitlines():
+        key, sep, value = line.partition(":")
+        if not sep:
+            break  # the first processor's block ends at a blank line
+        fields.setdefault(key.strip(), value.strip())
+    name = fields.get("model name") or platform.processor() or platform.machine()
+    if "cpu family" not in fields:
+        return name
+    flags = set(fields.get("flags", "").split())
+    bf16 = [f for f in ("avx512_bf16", "amx_bf16") if f in flags]
+    return (f"{name} (family {fields['cpu family']} model {fields.get('model', '?')}, "
+            f"{', '.join([torch.backends.cpu.get_cpu_capability(), *bf16])})")
 
 
 def _cache_key(shapes, rows: int, train: bool) -> str:
@@ -191,7 +206,6 @@ def _cache_key(shapes, rows: int, train: bool) -> str:
     def p2(x: int) -> int:
         return 1 << max(0, int(x) - 1).bit_length()
     widths = sorted({(p2(k), p2(n)) for k, n in shapes})
-    # the model name alone can hide two CPUs ("AMD EPYC" is Zen 3 with AVX2 and Zen 4 with AVX512-BF16)
     return json.dumps([cpu_name(), torch.backends.cpu.get_cpu_capability(), torch.__version__,
                        torch.get_num_threads(), "train" if train else "decode",
                        p2(rows), widths])
