@@ -9,7 +9,8 @@ at each of its precisions.
 The model and its import are cached in ``--workdir`` (benchmarks/.work/marian/). The sources: the
 first ``--sentences`` lines of test_2016_flickr.de, sorted longest first (MarianTokenizer's
 length) and cut into batches of ``--batch-size``; each system decodes one batch untimed, then all
-of them, timed from text in to text out (tokenising, search, detokenising). Both stop a sentence
+of them, timed from text in to text out (tokenising, search, detokenising); with ``--rounds N``
+every row is timed N times, rows in turn, and keeps its fastest. Both stop a sentence
 at </s> or at ``--max-len`` output tokens: HF with ``max_new_tokens``, ``forced_eos_token_id=None``
 (opus-mt's generation config forces </s> at the limit) and ``early_stopping=True`` for beam search
 (HF's default keeps searching after the beam is full); any2seq with ``max_len_a=0, max_len_b=max
@@ -134,6 +135,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--max-len", type=int, default=64)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=1, help="time every row this many times, in turn; keep each "
+                                                          "row's fastest")
     ap.add_argument("--searches", default="greedy,beam5", help=f"of {','.join(SEARCHES)}")
     ap.add_argument("--hf-precisions", default=",".join(HF_PRECISIONS), help=f"of {','.join(HF_PRECISIONS)}")
     ap.add_argument("--any2seq-precisions", default=",".join(ANY2SEQ_PRECISIONS),
@@ -149,39 +152,61 @@ def parse_args(argv=None) -> argparse.Namespace:
             ap.error(f"--{flag.replace('_', '-')}: {bad[0]!r} is not one of {', '.join(allowed)}")
     if "fp32" not in args.hf_precisions.split(","):
         ap.error("--hf-precisions: fp32 is the reference the outputs are compared with; keep it")
+    if args.rounds < 1:
+        ap.error(f"--rounds: {args.rounds}; give 1 or more")
     return args
 
 
 def measure(args, hf_dir: Path, imported: Path, batches: list[list[str]]) -> list[dict]:
-    """One row per system, precision and search, HF fp32 first: the reference for "same"."""
+    """One row per system, precision and search, HF fp32 first: the reference for "same". Every
+    system is loaded once; each round then times every row in turn, and a row keeps its fastest
+    round, so a stretch of slow machine (this VM's speed drifts by a third) slows all rows alike."""
     systems = [("hf", p, lambda p=p: hf_system(hf_dir, p, args.max_len)) for p in args.hf_precisions.split(",")]
     systems.sort(key=lambda s: s[1] != "fp32")
     systems += [("any2seq", p, lambda p=p: any2seq_system(imported, p, args.max_len))
                 for p in args.any2seq_precisions.split(",")]
     n = sum(map(len, batches))
-    rows, reference = [], {}
+    loaded = []
     for system, asked, make in systems:
         try:
             run, precision = make()
+            loaded.append((system, precision, run, None))
         except Exception as e:  # noqa: BLE001 - a system that cannot load is a row that says why
-            run, precision, error = None, asked, e
+            loaded.append((system, asked, None, e))
+    best: dict[tuple, tuple[float, list]] = {}  # (system, precision, search) -> (seconds, ids)
+    errors: dict[tuple, str] = {}
+    for r in range(args.rounds):
+        for system, precision, run, error in loaded:
+            for search in args.searches.split(","):
+                key = (system, precision, search)
+                if key in errors:
+                    continue
+                try:
+                    if run is None:
+                        raise error
+                    ids, seconds = timed(run, batches, SEARCHES[search])
+                except Exception as e:  # noqa: BLE001 - e.g. bf16 kernels this CPU lacks
+                    errors[key] = f"{e.__class__.__name__}: {e}".splitlines()[0][:200]
+                    print(f"{system:8} {precision:22} {search:7} failed: {errors[key]}", file=sys.stderr)
+                    continue
+                if key not in best or seconds < best[key][0]:
+                    best[key] = (seconds, ids)
+                print(f"round {r + 1} {system:8} {precision:22} {search:7} {n / seconds:8.2f} sent/s", file=sys.stderr)
+    rows, reference = [], {}
+    for system, precision, _, _ in loaded:
         for search in args.searches.split(","):
+            key = (system, precision, search)
             row = {"system": system, "precision": precision, "search": search, "sentences": n}
-            try:
-                if run is None:
-                    raise error
-                ids, seconds = timed(run, batches, SEARCHES[search])
-            except Exception as e:  # noqa: BLE001 - e.g. bf16 kernels this CPU lacks
-                rows.append({**row, "error": f"{e.__class__.__name__}: {e}".splitlines()[0][:200]})
-                print(f"{system:8} {precision:22} {search:7} failed: {rows[-1]['error']}", file=sys.stderr)
+            if key in errors:
+                rows.append({**row, "error": errors[key]})
                 continue
+            seconds, ids = best[key]
             tokens = sum(map(len, ids))
             if (system, precision) == ("hf", "fp32"):
                 reference[search] = ids
             rows.append({**row, "seconds": round(seconds, 3), "sent_per_s": round(n / seconds, 2),
                          "tokens_per_s": round(tokens / seconds, 1), "mean_out_len": round(tokens / n, 2),
                          "same_as_hf_fp32": sum(a == b for a, b in zip(ids, reference.get(search, [])))})
-            print(f"{system:8} {precision:22} {search:7} {rows[-1]['sent_per_s']:8} sent/s", file=sys.stderr)
     return rows
 
 

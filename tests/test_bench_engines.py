@@ -22,15 +22,15 @@ def test_every_engine_and_worker_count_is_timed_on_the_same_lines(trained, corpu
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
     proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "engines.py"), "--model", str(trained.dir),
                            "--ct2", str(tmp_path / "ct2"), "--src", str(src), "--rounds", "1", "--beams", "1",
-                           "--out", str(out)],
+                           "--repeat", "2", "--out", str(out)],
                           capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads(out.read_text(encoding="utf-8"))
-    assert report["sentences"] == 4
+    assert report["sentences"] == 8 and report["repeat"] == 2  # the 4 lines twice over in each run
     rows = {(r["system"], r["workers"], r["dtype"]): r for r in report["rows"]}
     assert set(rows) == {(system, workers, "fp32") for system in ("any2seq", "CTranslate2") for workers in (1, 2)}
     # memorised pairs: both engines find the same greedy lines, whatever the worker count
-    assert all(r["same_lines_as_any2seq_x1"] == 4 for r in rows.values())
+    assert all(r["same_lines_as_any2seq_x1"] == 8 for r in rows.values())
     assert all(r["bleu"] is None for r in rows.values())  # no --ref for a --src of one's own
     assert set(report["ratios"]["beam1"]) == {"one_worker", "each_at_best"}
     assert "| 1 | CTranslate2 | 2 | fp32 |" in proc.stdout and "each at best" in proc.stdout

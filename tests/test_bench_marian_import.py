@@ -24,7 +24,7 @@ N, MAX_LEN = 20, 24
 def bench(tmp_path_factory):
     root = tmp_path_factory.mktemp("marian-bench")
     args = [sys.executable, str(BENCH), "--shape", "tiny", "--train-steps", "120", "--sentences", str(N),
-            "--batch-size", "8", "--max-len", str(MAX_LEN), "--threads", "1", "--workdir", str(root / "work"),
+            "--batch-size", "8", "--max-len", str(MAX_LEN), "--threads", "1", "--rounds", "2", "--workdir", str(root / "work"),
             "--out", str(root / "result.json")]
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
     proc = subprocess.run(args, capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
@@ -42,6 +42,7 @@ def test_every_system_precision_and_search_has_a_row(bench):
     assert all("error" not in r and r["sentences"] == N for r in result["rows"])
     assert all({"seconds", "sent_per_s", "tokens_per_s"} <= set(r) for r in result["rows"])  # reported, not judged
     assert result["cpu"] and result["shape"]["d_model"] == 32 and result["settings"]["max_len"] == MAX_LEN
+    assert result["settings"]["rounds"] == 2 and stdout.count("| any2seq | fp32 | beam5 |") == 1  # one row, best round
     assert set(result["best"]) == {"greedy", "beam5"}
     assert "| any2seq | fp32 | beam5 |" in stdout and "beam5: any2seq (" in stdout
 
