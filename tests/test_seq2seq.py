@@ -1,5 +1,7 @@
 """``build_model``: every encoder pairs with every decoder, a user's own encoder included; the
 label-shift contract of ``Seq2Seq.loss``; saved weights reload to bit-identical logits."""
+from pathlib import Path
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -229,3 +231,18 @@ def test_ctc_weight_trains_a_ctc_head_beside_the_decoder():
     assert model.ctc_head.weight.grad.abs().sum() > 0
     with pytest.raises(UserError, match="ctc_weight"):
         model_config(TRANSFORMER, TRANSFORMER, ctc_weight=1.0)
+
+
+def test_decoding_stays_within_learned_position_tables():
+    """The API and greedy validation cut sources and outputs where learned positions end, and leave
+    models with sinusoids (no end) alone."""
+    from any2seq.config import load_config
+    from any2seq.seq2seq import output_limit, within_positions
+
+    demo = Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"
+    cfg = load_config(demo, ["model.encoder.positions=learned", "model.encoder.max_positions=64",
+                                            "model.decoder.positions=learned", "model.decoder.max_positions=48"])
+    assert within_positions(cfg).decode.max_src_len == 64 and output_limit(cfg, 200) == 48
+    assert output_limit(cfg, 20) == 20  # a lower limit stands
+    plain = load_config(demo)
+    assert within_positions(plain) is plain and output_limit(plain, 200) == 200

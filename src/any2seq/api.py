@@ -14,7 +14,7 @@ from .modeldir import load_model
 from .nn.int8 import quantize_linears
 from .nn.packed import pack_linears, packing_pays
 from .precision import DECODE_PRECISIONS, DECODE_ROWS, Choice, choose, linear_shapes, normalize
-from .seq2seq import learned_positions
+from .seq2seq import output_limit, within_positions
 from .tasks import get_task
 
 
@@ -43,8 +43,7 @@ class Predictor:
                              sample=sample, temperature=temperature, top_k=top_k, top_p=top_p, max_len=max_len,
                              max_len_a=d.max_len_a, max_len_b=d.max_len_b, seed=seed)
         # A decoder with learned positions has none past its table: outputs stop there.
-        positions = learned_positions(self.cfg.model.decoder)
-        return replace(opts, max_len=min(opts.max_len, positions)) if positions else opts
+        return replace(opts, max_len=output_limit(self.cfg, opts.max_len))
 
     def predict(self, inputs: list, progress: bool = False, batch_tokens: int | None = None,
                 batch_size: int | None = None, workers: int | None = None, max_src_len: int | None = None,
@@ -96,10 +95,7 @@ class Predictor:
         given = {k: v for k, v in (("batch_tokens", batch_tokens), ("batch_size", batch_size),
                                    ("workers", workers), ("max_src_len", max_src_len)) if v is not None}
         decode = replace(self.cfg.decode, **given)
-        positions = learned_positions(self.cfg.model.encoder)
-        if positions and isinstance(decode.max_src_len, int) and decode.max_src_len > positions:
-            decode = replace(decode, max_src_len=positions)
-        return replace(self.cfg, decode=decode) if decode != self.cfg.decode else self.cfg
+        return within_positions(replace(self.cfg, decode=decode) if decode != self.cfg.decode else self.cfg)
 
 
 def check_text(inputs: list[str]) -> None:

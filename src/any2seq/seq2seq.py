@@ -216,6 +216,22 @@ def learned_positions(component) -> int:
     return component.max_positions if learned else 0
 
 
+def within_positions(cfg):
+    """``cfg`` with ``decode.max_src_len`` lowered to the encoder's learned positions, past which it
+    has none (a table has no row past its end); unchanged for unbounded encoders. Decoding by the
+    API and greedy validation both cut sources this way."""
+    positions = learned_positions(cfg.model.encoder)
+    if positions and isinstance(cfg.decode.max_src_len, int) and cfg.decode.max_src_len > positions:
+        return replace(cfg, decode=replace(cfg.decode, max_src_len=positions))
+    return cfg
+
+
+def output_limit(cfg, max_len: int) -> int:
+    """``max_len`` output tokens, or fewer where the decoder's learned positions end."""
+    positions = learned_positions(cfg.model.decoder)
+    return min(max_len, positions) if positions else max_len
+
+
 def check_positions(cfg, src_lengths, tgt_lengths) -> None:
     """Training pairs of these token lengths (None: a side that is not tokens) fit the model's learned
     position tables (a table has no row past its end), or a ``UserError`` naming the key, before the

@@ -7,7 +7,7 @@ The training loop, search and checkpoints never see which task they serve.
 from __future__ import annotations
 
 import tempfile
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
@@ -19,7 +19,7 @@ from ..data import BatchStream, Items, Tokenizer, collate_items, make_batches, t
 from ..data.batching import pad_items
 from ..errors import UserError
 from ..inference import SearchOptions, batch_generator, decode_batches, decode_items, run_batches
-from ..seq2seq import build_model, learned_positions
+from ..seq2seq import build_model, learned_positions, output_limit, within_positions
 
 JOINT, SRC, TGT = "spm.model", "spm.src.model", "spm.tgt.model"
 
@@ -102,11 +102,9 @@ class Task:
         batches = [keep[b] for b in make_batches(src.lengths[keep], tgt.lengths[keep], cfg.train.batch_tokens,
                                                  seed=0, epoch=0, shuffle=False)]
         # learned position tables end: greedy validation cuts sources and outputs to them, as api.py does
-        src_positions, tgt_positions = learned_positions(cfg.model.encoder), learned_positions(cfg.model.decoder)
         greedy = SearchOptions(beam=1, max_len_a=cfg.decode.max_len_a, max_len_b=cfg.decode.max_len_b,
-                               max_len=min(tgt_positions or SearchOptions.max_len, SearchOptions.max_len))
-        if src_positions:
-            cfg = replace(cfg, decode=replace(cfg.decode, max_src_len=min(cfg.decode.max_src_len, src_positions)))
+                               max_len=output_limit(cfg, SearchOptions.max_len))
+        cfg = within_positions(cfg)
 
         def validate() -> dict:
             total, count = 0.0, 0
