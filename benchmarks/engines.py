@@ -84,6 +84,8 @@ def main(argv=None) -> int:
     if not set(dtypes) <= set(DTYPES) or "fp32" not in dtypes:
         raise UserError(f"--dtypes {args.dtypes}: give fp32 (the reference lines) and any of {', '.join(DTYPES)}")
     dtypes = sorted(set(dtypes), key=DTYPES.index)
+    if args.repeat < 1:
+        raise UserError(f"--repeat {args.repeat}: give 1 or more")
     import ctranslate2
 
     ct2_types = ctranslate2.get_supported_compute_types("cpu")
@@ -102,8 +104,6 @@ def main(argv=None) -> int:
     refs = list(itertools.islice(read_lines(ref_path), len(lines))) if ref_path else None
     if refs is not None and len(refs) != len(lines):
         raise UserError(f"{ref_path}: {len(refs)} lines for {len(lines)} sources")
-    if args.repeat < 1:
-        raise UserError(f"--repeat {args.repeat}: give 1 or more")
     # BLEU is unchanged by repeating: every sentence's statistics count N times over
     lines, refs = lines * args.repeat, refs and refs * args.repeat
     models = {"torch": args.model, "ct2": ct2}
@@ -163,7 +163,8 @@ def main(argv=None) -> int:
         for k, ratio in ratios.items()))
     if args.out:
         args.out.write_text(json.dumps({"cpu": cpu_name(), "model": str(args.model), "sentences": n,
-                                        "repeat": args.repeat, "batch_size": args.batch_size, "rounds": args.rounds, "dtypes": dtypes,
+                                        "repeat": args.repeat, "batch_size": args.batch_size,
+                                        "rounds": args.rounds, "dtypes": dtypes,
                                         "ct2_cpu_compute_types": sorted(ct2_types),
                                         "ref": str(ref_path) if ref_path else None,
                                         "rows": rows,

@@ -28,7 +28,6 @@ import argparse
 import json
 import platform
 import shutil
-import subprocess
 import sys
 import time
 import warnings

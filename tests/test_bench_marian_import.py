@@ -24,7 +24,8 @@ N, MAX_LEN = 20, 24
 def bench(tmp_path_factory):
     root = tmp_path_factory.mktemp("marian-bench")
     args = [sys.executable, str(BENCH), "--shape", "tiny", "--train-steps", "120", "--sentences", str(N),
-            "--batch-size", "8", "--max-len", str(MAX_LEN), "--threads", "1", "--rounds", "2", "--workdir", str(root / "work"),
+            "--batch-size", "8", "--max-len", str(MAX_LEN), "--threads", "1", "--rounds", "2",
+            "--workdir", str(root / "work"),
             "--out", str(root / "result.json")]
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
     proc = subprocess.run(args, capture_output=True, text=True, env=env, cwd=REPO, timeout=300)

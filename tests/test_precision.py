@@ -149,7 +149,8 @@ def test_a_verdict_the_two_rounds_disagree_on_is_not_cached(monkeypatch):
     assert torch.float32 == again.dtype
 
 
-ZEN3 = "processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 25\nmodel\t\t: 1\nmodel name\t: AMD EPYC\nflags\t\t: fpu avx avx2\n\nprocessor\t: 1\n"
+ZEN3 = ("processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 25\nmodel\t\t: 1\nmodel name\t: AMD EPYC\n"
+        "flags\t\t: fpu avx avx2\n\nprocessor\t: 1\n")  # a second processor's block: only the first is read
 ZEN5 = ZEN3.replace(": 25", ": 26").replace("model\t\t: 1", "model\t\t: 2").replace("avx2", "avx2 avx512f avx512_bf16")
 
 

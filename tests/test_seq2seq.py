@@ -241,7 +241,7 @@ def test_decoding_stays_within_learned_position_tables():
 
     demo = Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"
     cfg = load_config(demo, ["model.encoder.positions=learned", "model.encoder.max_positions=64",
-                                            "model.decoder.positions=learned", "model.decoder.max_positions=48"])
+                             "model.decoder.positions=learned", "model.decoder.max_positions=48"])
     assert within_positions(cfg).decode.max_src_len == 64 and output_limit(cfg, 200) == 48
     assert output_limit(cfg, 20) == 20  # a lower limit stands
     plain = load_config(demo)
