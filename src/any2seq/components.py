@@ -22,6 +22,7 @@ COMPONENTS = [
     "decoders.rnn:RNN",
     "decoders.frames:FRAMES",
     "decoders.warp:WARP",  # frames moved by predicted kernels (CDNA)
+    "decoders.layers:LAYERS",  # layers of the input's last frame, each moved by its summed motions
     # tasks (a config naming none is translation: config.DEFAULT_TASK)
     "tasks.translation:TASK",
     "tasks.text_generation:TASK",
