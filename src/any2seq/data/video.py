@@ -28,8 +28,9 @@ def scaled_scans(split: str, size: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def bounce(start: np.ndarray, velocity: np.ndarray, frames: int, room: int) -> np.ndarray:
-    """(frames, 2) integer top-left corners moving from ``start`` and reflecting off 0 and ``room``."""
-    path = start[None, :] + velocity[None, :] * np.arange(frames)[:, None]  # unfolded straight line
+    """(..., frames, 2) integer top-left corners moving from ``start`` (..., 2) at ``velocity``
+    (..., 2) pixels a frame and reflecting off 0 and ``room``."""
+    path = start[..., None, :] + velocity[..., None, :] * np.arange(frames)[:, None]  # unfolded straight line
     path = np.mod(path, 2 * room) if room > 0 else np.zeros_like(path)
     path = np.where(path > room, 2 * room - path, path)  # fold the line back: a bounce per edge
     return np.rint(path).astype(np.int64)
