@@ -89,7 +89,8 @@ def model_frames(model_dir: Path, seen: np.ndarray, future: int) -> np.ndarray:
     with torch.no_grad():
         for i in range(0, len(seen), 50):
             src = torch.from_numpy(seen[i: i + 50])
-            out.append(model.rollout(src, torch.full((len(src),), src.size(1)), future, tuple(seen.shape[2:])).numpy())
+            lengths = torch.full((len(src),), src.size(1))
+            out.append(model.rollout(src, lengths, future, tuple(seen.shape[2:])).numpy())
     return np.concatenate(out)
 
 
@@ -121,7 +122,8 @@ def main(argv=None) -> int:
     seen = np.stack([draw(placed, lambda k: k[: d.frames_in], d.frames_in, d.canvas, scans) for placed in layout])
 
     def per_frame(pred: np.ndarray) -> np.ndarray:
-        return ssim(pred.reshape(-1, 1, d.canvas, d.canvas), true.reshape(-1, 1, d.canvas, d.canvas)).reshape(n, -1).mean(0)
+        frames = (-1, 1, d.canvas, d.canvas)
+        return ssim(pred.reshape(frames), true.reshape(frames)).reshape(n, -1).mean(0)
 
     rows = {"ideal_exact": exact / digits, "ideal_ssim": per_frame(guessed),
             "copy_last_ssim": per_frame(np.repeat(seen[:, -1:], d.frames_out, 1))}
@@ -129,7 +131,8 @@ def main(argv=None) -> int:
         rows["model_ssim"] = per_frame(model_frames(args.model, seen, d.frames_out))
     heads = {"ideal_exact": "ideal: corner exact", "ideal_ssim": "ideal SSIM", "copy_last_ssim": "copy-last SSIM",
              "model_ssim": f"{args.model} SSIM"}
-    print(f"{n} test clips, {digits} digits ({digits - found} with an axis the {args.paths:,} prior paths never showed)\n")
+    unseen = digits - found
+    print(f"{n} test clips, {digits} digits ({unseen} with an axis the {args.paths:,} prior paths never showed)\n")
     print("| frame | " + " | ".join(heads[k] for k in rows) + " |")
     print("|---" * (len(rows) + 1) + "|")
     for t in range(d.frames_out):

@@ -100,7 +100,7 @@ def test_the_first_call_must_feed_the_anchor():
         dec(torch.rand(2, 2, 1, 16, 16), state(dec))
 
 
-def test_sampled_motions_differ_by_seed_and_repeat_with_it():
+def test_sampled_motions_differ_by_seed_and_repeat_with_it(sampled):
     dec = decoder().eval()
     with torch.no_grad():  # each step: down by 0 or 1 as likely, on each layer
         dec.motion.weight.zero_(), dec.motion.bias.fill_(-30.0)
@@ -109,8 +109,7 @@ def test_sampled_motions_differ_by_seed_and_repeat_with_it():
     X = torch.rand(8, 4, 1, 16, 16)
 
     def sample(seed):
-        with torch.no_grad():
-            return dec(X, dec.sampling(state(dec, 8), torch.Generator().manual_seed(seed)))[0]
+        return sampled(dec, X, state(dec, 8), seed)
 
     assert torch.equal(sample(1), sample(1))
     assert not torch.equal(sample(1), sample(2))

@@ -75,7 +75,7 @@ def test_the_config_is_registered_and_checked():
         config_from_dict({**base, "model": {**base["model"], "decoder": {"kind": "warp", "kernel_size": 4}}})
 
 
-def test_sampled_motions_differ_by_seed_and_repeat_with_it():
+def test_sampled_motions_differ_by_seed_and_repeat_with_it(sampled):
     dec = decoder().eval()
     with torch.no_grad():  # two equally likely motions: one row down or one column right
         dec.motion.weight.zero_(), dec.motion.bias.fill_(-30.0)
@@ -84,8 +84,7 @@ def test_sampled_motions_differ_by_seed_and_repeat_with_it():
     X = torch.rand(8, 1, 1, 16, 16)
 
     def sample(seed):
-        with torch.no_grad():
-            return dec(X, dec.sampling(state(dec, 8), torch.Generator().manual_seed(seed)))[0]
+        return sampled(dec, X, state(dec, 8), seed)
 
     assert torch.equal(sample(1), sample(1))
     assert not torch.equal(sample(1), sample(2))

@@ -19,9 +19,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..config_checks import require
-from ..errors import UserError
 from ..registry import DecoderPart, Sizes
-from .warp import WarpDecoder, WarpDecoderConfig, draw, mode
+from .warp import WarpDecoder, WarpDecoderConfig, build_moving, draw, mode
 
 
 def accumulate(total: Tensor, step: Tensor) -> Tensor:
@@ -88,7 +87,8 @@ class LayersDecoder(WarpDecoder):
         layers = state["layers"]
         if layers is None:  # the first call holds the anchor: the start frames are fed in one call
             if not first <= anchor < first + T:
-                raise ValueError(f"the first call must feed the anchor, frame {anchor}; it fed {first}..{first + T - 1}")
+                raise ValueError(f"the first call must feed the anchor, frame {anchor}; "
+                                 f"it fed {first}..{first + T - 1}")
             masks = self.from_tiles(self.masks(tiles[:, anchor - first]).float(), K)[:, 0]  # (B, K, H, W)
             layers = masks.softmax(1)[:, :, None] * X[:, anchor - first, None].float()  # (B, K, C, H, W)
         steps = self.motion(tiles.mean(2)).float().reshape(B, T, K, 2, k)
@@ -122,18 +122,13 @@ class LayersDecoderConfig(WarpDecoderConfig):
 
     def check(self):
         super().check()
-        require(self.start == "last_input", "start", "must be last_input: the layers are cut from the input's last frame")
+        require(self.start == "last_input", "start",
+                "must be last_input: the layers are cut from the input's last frame")
         require(not self.draw, "draw", "must be false: every pixel is moved from the input's last frame")
 
 
 def build(cfg: LayersDecoderConfig, dims: Sizes) -> LayersDecoder:
-    channels, height, width = dims.frame_shape
-    try:
-        return LayersDecoder(channels, height, width, cfg.kernels, cfg.kernel_size, cfg.context, d_model=cfg.d_model,
-                             layers=cfg.layers, heads=cfg.heads, ff=cfg.ff, dropout=cfg.dropout,
-                             memory_dim=dims.memory_dim, patch=cfg.patch)
-    except ValueError as e:
-        raise UserError(f"model.decoder.patch: {e}") from None
+    return build_moving(LayersDecoder, cfg, dims, context=cfg.context)
 
 
 LAYERS = DecoderPart(LayersDecoderConfig, build, frames=True)

@@ -146,14 +146,19 @@ class WarpDecoderConfig(FramesDecoderConfig):
         require(self.kernel_size % 2 == 1, "kernel_size", f"must be odd (a kernel has a centre), got {self.kernel_size}")
 
 
-def build(cfg: WarpDecoderConfig, dims: Sizes) -> WarpDecoder:
+def build_moving(decoder: type, cfg: WarpDecoderConfig, dims: Sizes, **head) -> WarpDecoder:
+    """A decoder that moves frames (this one or a subclass), its output ``head``'s keys by name."""
     channels, height, width = dims.frame_shape
     try:
-        return WarpDecoder(channels, height, width, cfg.kernels, cfg.kernel_size, cfg.draw, d_model=cfg.d_model,
-                           layers=cfg.layers, heads=cfg.heads, ff=cfg.ff, dropout=cfg.dropout,
-                           memory_dim=dims.memory_dim, patch=cfg.patch)
+        return decoder(channels, height, width, kernels=cfg.kernels, kernel_size=cfg.kernel_size, **head,
+                       d_model=cfg.d_model, layers=cfg.layers, heads=cfg.heads, ff=cfg.ff, dropout=cfg.dropout,
+                       memory_dim=dims.memory_dim, patch=cfg.patch)
     except ValueError as e:
         raise UserError(f"model.decoder.patch: {e}") from None
+
+
+def build(cfg: WarpDecoderConfig, dims: Sizes) -> WarpDecoder:
+    return build_moving(WarpDecoder, cfg, dims, draw=cfg.draw)
 
 
 WARP = DecoderPart(WarpDecoderConfig, build, frames=True)
